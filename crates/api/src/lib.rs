@@ -5,10 +5,15 @@
 //! Pure data and logic: this crate does no IO, so everything here is unit-testable.
 
 pub mod codec;
+pub mod defaults;
 pub mod meta;
+pub mod patch_meta;
 pub mod resources;
 pub mod selector;
 pub mod status;
+pub mod strategic_merge;
+pub mod table;
+pub mod validation;
 
 pub use resources::{ResourceInfo, Scope};
 pub use status::{ApiError, Cause};
