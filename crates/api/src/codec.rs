@@ -41,6 +41,28 @@ macro_rules! typed_kinds {
                 _ => None,
             }
         }
+
+        /// The JSON schema of a built-in kind, registering its definitions in `generator`
+        /// (used for the OpenAPI documents and the patch metadata).
+        pub fn schema_for(
+            group: &str,
+            version: &str,
+            kind: &str,
+            generator: &mut schemars::SchemaGenerator,
+        ) -> Option<schemars::Schema> {
+            match (group, version, kind) {
+                $( ($group, $version, $kind) => Some(generator.subschema_for::<$ty>()), )*
+                _ => None,
+            }
+        }
+
+        /// The OpenAPI definition name of a built-in kind (`io.k8s.api.core.v1.Pod`).
+        pub fn definition_name(group: &str, version: &str, kind: &str) -> Option<String> {
+            match (group, version, kind) {
+                $( ($group, $version, $kind) => Some(<$ty as schemars::JsonSchema>::schema_name().into_owned()), )*
+                _ => None,
+            }
+        }
     };
 }
 

@@ -388,6 +388,16 @@ impl<T> CacheWatch<T> {
         }
     }
 
+    /// Whether synthetic or replayed events are still queued.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The revision this watch has reached (its start revision until live events arrive).
+    pub fn revision(&self) -> Revision {
+        self.seen
+    }
+
     /// A revision safe to report in a bookmark: everything up to it has been delivered. `None`
     /// while events are still queued for this watcher.
     pub fn bookmark_revision(&self) -> Option<Revision> {

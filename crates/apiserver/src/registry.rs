@@ -1,0 +1,1005 @@
+//! The registry: create, read, update, patch, delete and watch for every resource, built-in or
+//! custom, with the semantics clients rely on (uid, generation, resourceVersion preconditions,
+//! finalizers and graceful deletion, defaults and validation, dry runs). The HTTP handlers and
+//! the in-process controllers both go through it, so every write takes the same path.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use maestro_api::resources::{self, ResourceInfo};
+use maestro_api::selector::{FieldSelector, LabelSelector};
+use maestro_api::{ApiError, Cause, meta};
+use maestro_store::{Backend, CacheWatch, Revision, StoreError, WatchCache};
+use parking_lot::RwLock;
+use serde_json::{Map, Value, json};
+
+use crate::conversion;
+use crate::crd::{self, CustomResources};
+use crate::object::{self, StoredObject};
+
+/// A served resource: its description and, for custom resources, what their CRD says.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub info: ResourceInfo,
+    pub custom: Option<crd::CustomVersion>,
+}
+
+impl Resource {
+    pub fn builtin(info: &ResourceInfo) -> Arc<Resource> {
+        Arc::new(Resource {
+            info: info.clone(),
+            custom: None,
+        })
+    }
+
+    /// apiVersion of the stored representation.
+    pub fn storage_api_version(&self) -> String {
+        if self.custom.is_some() {
+            // Custom resources are stored in the version they were written in and relabelled.
+            return self.info.api_version();
+        }
+        if self.info.storage_group.is_empty() {
+            self.info.storage_version.clone()
+        } else {
+            format!("{}/{}", self.info.storage_group, self.info.storage_version)
+        }
+    }
+
+    /// Kind name used by defaults and validation (the stored kind).
+    fn storage_group(&self) -> &str {
+        &self.info.storage_group
+    }
+}
+
+/// How unknown fields in a request are treated (`fieldValidation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    Ignore,
+    #[default]
+    Warn,
+    Strict,
+}
+
+/// Options shared by create, update and patch.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_validation: FieldValidation,
+    pub field_manager: Option<String>,
+}
+
+/// What happens to dependents when an owner is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    Background,
+    Foreground,
+    Orphan,
+}
+
+/// Options of a delete (from the body's DeleteOptions or the query).
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub propagation: Option<Propagation>,
+    pub grace_period_seconds: Option<i64>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+/// Filters of a list or watch.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+/// The result of a write: the object as stored (or as it would be, for dry runs), warnings for
+/// the `Warning` header, and whether it was created.
+#[derive(Debug, Clone)]
+pub struct WriteResult {
+    pub object: Value,
+    pub warnings: Vec<String>,
+    pub created: bool,
+}
+
+/// Most attempts of a read-modify-write that keeps losing races.
+const MAX_UPDATE_ATTEMPTS: usize = 16;
+
+/// Largest object the store accepts (Kubernetes' etcd default limit is 1.5 MiB).
+pub const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024;
+
+fn store_error(err: StoreError) -> ApiError {
+    match err {
+        StoreError::Compacted { .. } => ApiError::gone("too old resource version"),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// The shared registry.
+pub struct Registry {
+    backend: Arc<dyn Backend>,
+    cache: Arc<WatchCache<StoredObject>>,
+    custom: RwLock<Option<Arc<CustomResources>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+/// The clock and random sources of a write, decided by the caller so that store writes stay
+/// deterministic.
+fn now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+fn new_uid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn random_suffix() -> [u8; 5] {
+    rand::random()
+}
+
+impl Registry {
+    /// Build the registry over a backend: loads the watch cache.
+    pub async fn new(backend: Arc<dyn Backend>) -> Result<Arc<Registry>, StoreError> {
+        let decode: maestro_store::watch_cache::DecodeFn<StoredObject> = Arc::new(object::decode);
+        let cache = WatchCache::start(backend.clone(), "/registry/", decode, 10_000).await?;
+        let registry = Arc::new(Registry {
+            backend,
+            cache,
+            custom: RwLock::new(None),
+        });
+        registry.clone().spawn_crd_tracker();
+        Ok(registry)
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub fn cache(&self) -> &Arc<WatchCache<StoredObject>> {
+        &self.cache
+    }
+
+    /// Forget the custom resource index whenever a CRD changes; it is rebuilt on next use.
+    fn spawn_crd_tracker(self: Arc<Self>) {
+        let crds = resources::find_builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .expect("CRDs are built in")
+            .storage_prefix();
+        let weak = Arc::downgrade(&self);
+        let mut watch = match self.cache.watch(&crds, Some(self.cache.revision())) {
+            Ok(watch) => watch,
+            Err(err) => {
+                tracing::error!(%err, "cannot watch CRDs");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            loop {
+                let result = watch.next().await;
+                let Some(registry) = weak.upgrade() else { return };
+                *registry.custom.write() = None;
+                if result.is_err() {
+                    match registry.cache.watch(&crds, Some(registry.cache.revision())) {
+                        Ok(w) => watch = w,
+                        Err(_) => return,
+                    }
+                }
+            }
+        });
+    }
+
+    /// The custom resources currently defined by established CRDs.
+    pub fn custom_resources(&self) -> Arc<CustomResources> {
+        if let Some(index) = self.custom.read().clone() {
+            return index;
+        }
+        let crds = resources::find_builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .expect("CRDs are built in")
+            .storage_prefix();
+        let (items, _) = self.cache.list(&crds);
+        let index = Arc::new(CustomResources::from_crds(items.iter().map(|o| o.value())));
+        *self.custom.write() = Some(index.clone());
+        index
+    }
+
+    /// The resource served at group/version/plural.
+    pub fn resolve(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Resource>> {
+        if let Some(info) = resources::find_builtin(group, version, plural) {
+            return Some(Resource::builtin(info));
+        }
+        self.custom_resources().find(group, version, plural)
+    }
+
+    /// Like [`Registry::resolve`], but first lets the cache catch up so that a CRD created a
+    /// moment ago is visible.
+    pub async fn resolve_fresh(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Resource>> {
+        if let Some(found) = self.resolve(group, version, plural) {
+            return Some(found);
+        }
+        self.cache.fresh().await.ok()?;
+        *self.custom.write() = None;
+        self.resolve(group, version, plural)
+    }
+
+    /// The resource of a stored key, in its storage version (for controllers scanning the cache).
+    pub fn resource_for_key(&self, key: &str) -> Option<Arc<Resource>> {
+        let (group, plural) = object::key_resource(key)?;
+        if let Some(info) = resources::builtins().iter().find(|r| {
+            r.storage_group == group
+                && r.plural == plural
+                && r.group == r.storage_group
+                && r.version == r.storage_version
+        }) {
+            return Some(Resource::builtin(info));
+        }
+        self.custom_resources().find_storage(group, plural)
+    }
+
+    fn namespace_key(name: &str) -> String {
+        resources::find_builtin("", "v1", "namespaces")
+            .expect("namespaces are built in")
+            .key(None, name)
+    }
+
+    /// Parse a stored object and convert it to the version the client asked for.
+    pub fn present(&self, res: &Resource, obj: &StoredObject) -> Value {
+        self.present_value(res, obj.value())
+    }
+
+    fn present_value(&self, res: &Resource, value: Value) -> Value {
+        let from = value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let to = res.info.api_version();
+        if from == to {
+            value
+        } else {
+            conversion::convert(value, &from, &to)
+        }
+    }
+
+    /// Read one object.
+    pub async fn get(&self, res: &Resource, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+        let stored = self.get_stored(res, namespace, name).await?;
+        Ok(self.present(res, &stored))
+    }
+
+    /// Read one object as cached.
+    pub async fn get_stored(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Arc<StoredObject>, ApiError> {
+        self.cache.fresh().await.map_err(store_error)?;
+        let key = res.info.key(namespace, name);
+        self.cache
+            .get(&key)
+            .map(|(obj, _)| obj)
+            .ok_or_else(|| ApiError::not_found(&res.info.group, &res.info.plural, name))
+    }
+
+    /// Objects matching the selectors, with the list's revision.
+    pub async fn list(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<(Vec<Arc<StoredObject>>, Revision), ApiError> {
+        self.check_field_selector(res, &opts.fields)?;
+        self.cache.fresh().await.map_err(store_error)?;
+        let prefix = res.info.namespace_prefix(namespace);
+        let (items, revision) = match opts.fields.exact("metadata.name") {
+            // A single-name selector (kubectl wait, delete --wait) is one lookup.
+            Some(name) if res.info.namespaced() == namespace.is_some() || !res.info.namespaced() => {
+                let key = format!("{prefix}{name}");
+                let rev = self.cache.revision();
+                (self.cache.get(&key).map(|(o, _)| vec![o]).unwrap_or_default(), rev)
+            }
+            _ => self.cache.list(&prefix),
+        };
+        let items = items
+            .into_iter()
+            .filter(|o| matches(o, opts))
+            .collect();
+        Ok((items, revision))
+    }
+
+    /// Reject field selectors on fields the resource does not index, as Kubernetes does.
+    pub fn check_field_selector(&self, res: &Resource, fields: &FieldSelector) -> Result<(), ApiError> {
+        let allowed = object::selectable_fields(&res.info.storage_group, &res.info.plural);
+        for req in &fields.requirements {
+            let field = req.field.as_str();
+            if field != "metadata.name" && field != "metadata.namespace" && !allowed.contains(&field) {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {field}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Start a watch. `from = None` begins with the current objects as ADDED events.
+    pub fn watch(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+        from: Option<Revision>,
+    ) -> Result<CacheWatch<StoredObject>, ApiError> {
+        self.check_field_selector(res, &opts.fields)?;
+        let mut prefix = res.info.namespace_prefix(namespace);
+        if let Some(name) = opts.fields.exact("metadata.name")
+            && (namespace.is_some() || !res.info.namespaced())
+        {
+            prefix.push_str(name);
+        }
+        self.cache.watch(&prefix, from).map_err(|err| match err {
+            StoreError::Compacted { requested, .. } => ApiError::gone(format!(
+                "too old resource version: {requested} ({})",
+                self.cache.revision()
+            )),
+            other => store_error(other),
+        })
+    }
+
+    /// Normalize a request body into the stored form: check apiVersion/kind, decode through the
+    /// typed schema (or the CRD schema), apply the unknown-field policy, convert to the storage
+    /// version and apply defaults.
+    fn admit_body(
+        &self,
+        res: &Resource,
+        mut body: Value,
+        opts: &WriteOptions,
+        warnings: &mut Vec<String>,
+    ) -> Result<Value, ApiError> {
+        let Some(map) = body.as_object_mut() else {
+            return Err(ApiError::bad_request(format!(
+                "the body of the request must be a {} object",
+                res.info.kind
+            )));
+        };
+        let expected_version = res.info.api_version();
+        match map.get("apiVersion").and_then(Value::as_str) {
+            None | Some("") => {
+                map.insert("apiVersion".into(), json!(expected_version));
+            }
+            Some(v) if v == expected_version => {}
+            Some(v) => {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({v}) does not match the expected API version ({expected_version})"
+                )));
+            }
+        }
+        match map.get("kind").and_then(Value::as_str) {
+            None | Some("") => {
+                map.insert("kind".into(), json!(res.info.kind));
+            }
+            Some(k) if k == res.info.kind => {}
+            Some(k) => {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    res.info.kind
+                )));
+            }
+        }
+        let (normalized, unknown) = match &res.custom {
+            Some(custom) => custom.admit(body)?,
+            None => match maestro_api::codec::decode(&res.info.group, &res.info.version, &res.info.kind, body.clone()) {
+                Some(Ok(decoded)) => (decoded.object, decoded.unknown_fields),
+                Some(Err(err)) => return Err(ApiError::bad_request(err.to_string())),
+                None => (body, Vec::new()),
+            },
+        };
+        if !unknown.is_empty() {
+            match opts.field_validation {
+                FieldValidation::Strict => {
+                    let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                    return Err(ApiError::bad_request(format!(
+                        "strict decoding error: {}",
+                        list.join(", ")
+                    )));
+                }
+                FieldValidation::Warn => {
+                    warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
+                }
+                FieldValidation::Ignore => {}
+            }
+        }
+        let mut stored = self.to_storage(res, normalized);
+        maestro_api::defaults::apply_defaults(res.storage_group(), &res.info.kind, &mut stored);
+        Ok(stored)
+    }
+
+    fn to_storage(&self, res: &Resource, value: Value) -> Value {
+        let from = res.info.api_version();
+        let to = res.storage_api_version();
+        conversion::convert(value, &from, &to)
+    }
+
+    fn validate(&self, res: &Resource, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+        let mut causes = if res.custom.is_some() {
+            crd::validate_meta(obj, old, res.info.namespaced())
+        } else {
+            maestro_api::validation::validate(
+                res.storage_group(),
+                &res.info.kind,
+                obj,
+                old,
+                res.info.namespaced(),
+            )
+        };
+        if let Some(custom) = &res.custom {
+            causes.extend(custom.validate(obj));
+        }
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(&res.info.group, &res.info.kind, meta::name(obj), causes))
+        }
+    }
+
+    /// Namespaced objects need an existing namespace that is not being deleted.
+    async fn check_namespace(&self, res: &Resource, namespace: Option<&str>) -> Result<(), ApiError> {
+        if !res.info.namespaced() {
+            return Ok(());
+        }
+        let Some(ns) = namespace else {
+            return Err(ApiError::bad_request("a namespace is required for this resource"));
+        };
+        self.cache.fresh().await.map_err(store_error)?;
+        match self.cache.get(&Self::namespace_key(ns)) {
+            None => Err(ApiError::not_found("", "namespaces", ns)),
+            Some((obj, _)) => {
+                let value = obj.value();
+                if meta::deletion_timestamp(&value).is_some() {
+                    let mut err = ApiError::forbidden(format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ));
+                    err.reason = "Forbidden".into();
+                    Err(err)
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Create an object.
+    pub async fn create(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<WriteResult, ApiError> {
+        let mut warnings = Vec::new();
+        let mut obj = self.admit_body(res, body, opts, &mut warnings)?;
+        // Namespace: the URL decides; a different one in the body is an error.
+        {
+            let metadata = meta::metadata_mut(&mut obj);
+            match (res.info.namespaced(), namespace) {
+                (true, Some(ns)) => match metadata.get("namespace").and_then(Value::as_str) {
+                    Some(body_ns) if !body_ns.is_empty() && body_ns != ns => {
+                        return Err(ApiError::bad_request(
+                            "the namespace of the provided object does not match the namespace sent on the request",
+                        ));
+                    }
+                    _ => {
+                        metadata.insert("namespace".into(), json!(ns));
+                    }
+                },
+                _ => {
+                    metadata.remove("namespace");
+                }
+            }
+        }
+        let has_name = !meta::name(&obj).is_empty();
+        let generate_name = obj
+            .pointer("/metadata/generateName")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .filter(|g| !g.is_empty());
+        if !has_name && generate_name.is_none() {
+            return Err(ApiError::invalid(
+                &res.info.group,
+                &res.info.kind,
+                "",
+                vec![Cause::new(
+                    "FieldValueRequired",
+                    "metadata.name",
+                    "Required value: name or generateName is required",
+                )],
+            ));
+        }
+        self.check_namespace(res, namespace).await?;
+        let timestamp = now();
+        prepare_for_create(res, &mut obj, timestamp);
+        // A generated name may collide; Kubernetes returns the conflict, we retry a few times.
+        for attempt in 0..8 {
+            if !has_name && let Some(prefix) = &generate_name {
+                meta::metadata_mut(&mut obj).insert(
+                    "name".into(),
+                    json!(meta::generated_name(prefix, random_suffix())),
+                );
+            }
+            {
+                let metadata = meta::metadata_mut(&mut obj);
+                metadata.insert("uid".into(), json!(new_uid()));
+                metadata.insert("creationTimestamp".into(), json!(meta::format_time(timestamp)));
+                metadata.remove("resourceVersion");
+                metadata.remove("deletionTimestamp");
+                metadata.remove("deletionGracePeriodSeconds");
+                if res.info.has_generation || res.custom.is_some() {
+                    metadata.insert("generation".into(), json!(1));
+                } else {
+                    metadata.remove("generation");
+                }
+            }
+            self.validate(res, &obj, None)?;
+            let name = meta::name(&obj).to_string();
+            if opts.dry_run {
+                let key = res.info.key(namespace, &name);
+                self.cache.fresh().await.map_err(store_error)?;
+                if self.cache.get(&key).is_some() {
+                    return Err(ApiError::already_exists(&res.info.group, &res.info.plural, &name));
+                }
+                return Ok(WriteResult {
+                    object: self.present_value(res, obj),
+                    warnings,
+                    created: true,
+                });
+            }
+            let key = res.info.key(namespace, &name);
+            let bytes = encode(&obj)?;
+            match self.backend.create(&key, bytes).await {
+                Ok(rev) => {
+                    set_resource_version(&mut obj, rev);
+                    return Ok(WriteResult {
+                        object: self.present_value(res, obj),
+                        warnings,
+                        created: true,
+                    });
+                }
+                Err(StoreError::AlreadyExists(_)) if !has_name && attempt < 7 => continue,
+                Err(StoreError::AlreadyExists(_)) => {
+                    return Err(ApiError::already_exists(&res.info.group, &res.info.plural, &name));
+                }
+                Err(other) => return Err(store_error(other)),
+            }
+        }
+        Err(ApiError::internal("could not generate a unique name"))
+    }
+
+    /// Replace an object (PUT), or its status (`subresource = Some("status")`).
+    pub async fn update(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        body: Value,
+        subresource: Option<&str>,
+        opts: &WriteOptions,
+    ) -> Result<WriteResult, ApiError> {
+        let mut warnings = Vec::new();
+        let new = self.admit_body(res, body, opts, &mut warnings)?;
+        let body_name = meta::name(&new);
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if res.info.namespaced()
+            && let (Some(body_ns), Some(ns)) = (meta::namespace(&new), namespace)
+            && !body_ns.is_empty()
+            && body_ns != ns
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        let precondition = meta::resource_version(&new).map(str::to_string);
+        let mut result = self
+            .read_modify_write(res, namespace, name, precondition.as_deref(), opts, |_current| Ok(new.clone()), subresource)
+            .await?;
+        result.warnings.splice(0..0, warnings);
+        Ok(result)
+    }
+
+    /// The shared read-modify-write loop of updates and patches. `mutate` computes the new
+    /// object from the current one (in the served version); a conflict with a concurrent writer
+    /// retries unless the client pinned a resourceVersion.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn read_modify_write(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        precondition: Option<&str>,
+        opts: &WriteOptions,
+        mutate: impl Fn(&Value) -> Result<Value, ApiError>,
+        subresource: Option<&str>,
+    ) -> Result<WriteResult, ApiError> {
+        let key = res.info.key(namespace, name);
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            self.cache.fresh().await.map_err(store_error)?;
+            let Some((current, _)) = self.cache.get(&key) else {
+                return Err(ApiError::not_found(&res.info.group, &res.info.plural, name));
+            };
+            if let Some(rv) = precondition
+                && rv != current.revision.to_string()
+            {
+                return Err(ApiError::conflict(&res.info.group, &res.info.plural, name));
+            }
+            let old = current.value();
+            let served_old = self.present_value(res, old.clone());
+            let requested = mutate(&served_old)?;
+            let mut warnings = Vec::new();
+            let mut new = self.admit_body(res, requested, opts, &mut warnings)?;
+            prepare_for_update(res, &mut new, &old, subresource);
+            self.validate(res, &new, Some(&old))?;
+            // Deletion completes when the last finalizer is removed.
+            let finished = meta::deletion_timestamp(&new).is_some() && meta::finalizers(&new).is_empty();
+            if same_content(&new, &old) && !finished {
+                return Ok(WriteResult {
+                    object: self.present_value(res, old),
+                    warnings,
+                    created: false,
+                });
+            }
+            if opts.dry_run {
+                return Ok(WriteResult {
+                    object: self.present_value(res, new),
+                    warnings,
+                    created: false,
+                });
+            }
+            if finished {
+                match self.backend.delete(&key, Some(current.revision)).await {
+                    Ok((rev, _)) => {
+                        set_resource_version(&mut new, rev);
+                        return Ok(WriteResult {
+                            object: self.present_value(res, new),
+                            warnings,
+                            created: false,
+                        });
+                    }
+                    Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
+                    Err(StoreError::Conflict { .. }) => {
+                        return Err(ApiError::conflict(&res.info.group, &res.info.plural, name));
+                    }
+                    Err(StoreError::NotFound(_)) => {
+                        return Err(ApiError::not_found(&res.info.group, &res.info.plural, name));
+                    }
+                    Err(other) => return Err(store_error(other)),
+                }
+            }
+            let bytes = encode(&new)?;
+            match self.backend.update(&key, bytes, current.revision).await {
+                Ok(rev) => {
+                    set_resource_version(&mut new, rev);
+                    return Ok(WriteResult {
+                        object: self.present_value(res, new),
+                        warnings,
+                        created: false,
+                    });
+                }
+                Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
+                Err(StoreError::Conflict { .. }) => {
+                    return Err(ApiError::conflict(&res.info.group, &res.info.plural, name));
+                }
+                Err(StoreError::NotFound(_)) => {
+                    return Err(ApiError::not_found(&res.info.group, &res.info.plural, name));
+                }
+                Err(other) => return Err(store_error(other)),
+            }
+        }
+        Err(ApiError::conflict(&res.info.group, &res.info.plural, name))
+    }
+
+    /// Delete an object, honouring finalizers, propagation and preconditions. Returns the object
+    /// as deleted (or as marked for deletion).
+    pub async fn delete(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Value, ApiError> {
+        let key = res.info.key(namespace, name);
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            self.cache.fresh().await.map_err(store_error)?;
+            let Some((current, _)) = self.cache.get(&key) else {
+                return Err(ApiError::not_found(&res.info.group, &res.info.plural, name));
+            };
+            let mut obj = current.value();
+            if let Some(uid) = &opts.precondition_uid
+                && meta::uid(&obj) != Some(uid.as_str())
+            {
+                return Err(ApiError::conflict_with(
+                    &res.info.group,
+                    &res.info.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta::uid(&obj).unwrap_or_default()
+                    ),
+                ));
+            }
+            if let Some(rv) = &opts.precondition_resource_version
+                && *rv != current.revision.to_string()
+            {
+                return Err(ApiError::conflict_with(
+                    &res.info.group,
+                    &res.info.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        current.revision
+                    ),
+                ));
+            }
+            let mut finalizers = meta::finalizers(&obj);
+            let already_deleting = meta::deletion_timestamp(&obj).is_some();
+            let propagation = opts.propagation.unwrap_or(default_propagation(res));
+            let wanted = match propagation {
+                Propagation::Foreground => Some("foregroundDeletion"),
+                Propagation::Orphan => Some("orphan"),
+                Propagation::Background => None,
+            };
+            let mut changed = false;
+            if let Some(f) = wanted
+                && !finalizers.iter().any(|x| x == f)
+                && !already_deleting
+            {
+                finalizers.push(f.to_string());
+                changed = true;
+            }
+            // Namespaces always go through the namespace controller.
+            let namespace_pending = res.info.kind == "Namespace"
+                && res.custom.is_none()
+                && obj
+                    .pointer("/spec/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| !f.is_empty());
+            // Pods bound to a node are deleted gracefully: the node's agent removes them.
+            let graceful_pod = res.info.kind == "Pod"
+                && res.custom.is_none()
+                && obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty())
+                && opts.grace_period_seconds != Some(0)
+                && !matches!(
+                    obj.pointer("/status/phase").and_then(Value::as_str),
+                    Some("Succeeded" | "Failed")
+                );
+            if finalizers.is_empty() && !namespace_pending && !graceful_pod {
+                if opts.dry_run {
+                    return Ok(self.present_value(res, obj));
+                }
+                match self.backend.delete(&key, Some(current.revision)).await {
+                    Ok((_rev, _)) => return Ok(self.present_value(res, obj)),
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(StoreError::NotFound(_)) => {
+                        return Err(ApiError::not_found(&res.info.group, &res.info.plural, name));
+                    }
+                    Err(other) => return Err(store_error(other)),
+                }
+            }
+            if already_deleting && !changed {
+                return Ok(self.present_value(res, obj));
+            }
+            {
+                let metadata = meta::metadata_mut(&mut obj);
+                if !already_deleting {
+                    metadata.insert("deletionTimestamp".into(), json!(meta::format_time(now())));
+                    let grace = if graceful_pod {
+                        opts.grace_period_seconds.unwrap_or_else(|| {
+                            obj_grace_period(&current.value()).unwrap_or(30)
+                        })
+                    } else {
+                        0
+                    };
+                    metadata.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                }
+                metadata.insert("finalizers".into(), json!(finalizers));
+                if finalizers.is_empty() {
+                    metadata.remove("finalizers");
+                }
+            }
+            if namespace_pending && let Some(status) = obj.as_object_mut() {
+                status.insert("status".into(), json!({"phase": "Terminating"}));
+            }
+            if opts.dry_run {
+                return Ok(self.present_value(res, obj));
+            }
+            let bytes = encode(&strip_resource_version(obj.clone()))?;
+            match self.backend.update(&key, bytes, current.revision).await {
+                Ok(rev) => {
+                    set_resource_version(&mut obj, rev);
+                    return Ok(self.present_value(res, obj));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound(_)) => {
+                    return Err(ApiError::not_found(&res.info.group, &res.info.plural, name));
+                }
+                Err(other) => return Err(store_error(other)),
+            }
+        }
+        Err(ApiError::conflict(&res.info.group, &res.info.plural, name))
+    }
+
+    /// Delete every object matching the selectors in a namespace (or cluster-wide).
+    pub async fn delete_collection(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        list: &ListOptions,
+        opts: &DeleteOptions,
+    ) -> Result<Vec<Value>, ApiError> {
+        let (items, _) = self.list(res, namespace, list).await?;
+        let mut deleted = Vec::new();
+        for item in items {
+            match self.delete(res, item.namespace.as_deref(), &item.name, opts).await {
+                Ok(obj) => deleted.push(obj),
+                Err(err) if err.code == 404 => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// Read the termination grace period of a pod.
+fn obj_grace_period(pod: &Value) -> Option<i64> {
+    pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64)
+}
+
+/// The propagation Kubernetes applies when the client names none.
+fn default_propagation(_res: &Resource) -> Propagation {
+    Propagation::Background
+}
+
+fn matches(obj: &StoredObject, opts: &ListOptions) -> bool {
+    opts.labels.matches_map(&obj.labels) && opts.fields.matches(|f| obj.field(f))
+}
+
+fn set_resource_version(obj: &mut Value, rev: Revision) {
+    meta::metadata_mut(obj).insert("resourceVersion".into(), json!(rev.to_string()));
+}
+
+fn strip_resource_version(mut obj: Value) -> Value {
+    meta::metadata_mut(&mut obj).remove("resourceVersion");
+    obj
+}
+
+/// The stored bytes: JSON without resourceVersion (the store's revision is the version).
+fn encode(obj: &Value) -> Result<Bytes, ApiError> {
+    let mut copy = obj.clone();
+    meta::metadata_mut(&mut copy).remove("resourceVersion");
+    let bytes = serde_json::to_vec(&copy).map_err(|e| ApiError::internal(e.to_string()))?;
+    if bytes.len() > MAX_OBJECT_BYTES {
+        return Err(ApiError::too_large("the object is too large to be stored"));
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// Equal apart from resourceVersion.
+fn same_content(a: &Value, b: &Value) -> bool {
+    strip_resource_version(a.clone()) == strip_resource_version(b.clone())
+}
+
+/// Whether the spec-like content (everything but metadata and, when split, status) differs.
+fn spec_changed(res: &Resource, new: &Value, old: &Value) -> bool {
+    let strip = |v: &Value| -> Map<String, Value> {
+        let mut map = v.as_object().cloned().unwrap_or_default();
+        map.remove("metadata");
+        map.remove("apiVersion");
+        map.remove("kind");
+        if res.info.status_subresource {
+            map.remove("status");
+        }
+        map
+    };
+    strip(new) != strip(old)
+}
+
+/// System fields set on create (Kubernetes' PrepareForCreate of each strategy).
+fn prepare_for_create(res: &Resource, obj: &mut Value, now: jiff::Timestamp) {
+    let map = obj.as_object_mut().expect("admitted objects are JSON objects");
+    if res.custom.is_none() {
+        match (res.info.storage_group.as_str(), res.info.kind.as_str()) {
+            ("", "Namespace") => {
+                map.insert("status".into(), json!({"phase": "Active"}));
+            }
+            ("", "Pod") => {
+                let qos = crate::pods::qos_class(map.get("spec").unwrap_or(&Value::Null));
+                map.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+            }
+            ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+                crd::establish(obj, now);
+                let finalizers = meta::finalizers(obj);
+                if !finalizers.iter().any(|f| f == crd::CLEANUP_FINALIZER) {
+                    let mut list = finalizers;
+                    list.push(crd::CLEANUP_FINALIZER.to_string());
+                    meta::metadata_mut(obj).insert("finalizers".into(), json!(list));
+                }
+                return;
+            }
+            _ => {
+                // The status of a kind with a status subresource is written by its controller.
+                if res.info.status_subresource {
+                    map.remove("status");
+                }
+            }
+        }
+    } else if res.custom.as_ref().is_some_and(|c| c.status_subresource) {
+        map.remove("status");
+    }
+}
+
+/// Carry system fields over from the stored object (Kubernetes' PrepareForUpdate).
+fn prepare_for_update(res: &Resource, new: &mut Value, old: &Value, subresource: Option<&str>) {
+    let split_status = res.info.status_subresource
+        || res.custom.as_ref().is_some_and(|c| c.status_subresource);
+    match subresource {
+        Some("status") => {
+            // A status write changes only status; everything else stays as stored.
+            let status = new.get("status").cloned();
+            let mut merged = old.clone();
+            let map = merged.as_object_mut().expect("stored objects are JSON objects");
+            match status {
+                Some(s) => {
+                    map.insert("status".into(), s);
+                }
+                None => {
+                    map.remove("status");
+                }
+            }
+            *new = merged;
+        }
+        _ => {
+            if split_status {
+                let map = new.as_object_mut().expect("admitted objects are JSON objects");
+                match old.get("status") {
+                    Some(s) => {
+                        map.insert("status".into(), s.clone());
+                    }
+                    None => {
+                        map.remove("status");
+                    }
+                }
+            }
+        }
+    }
+    let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
+    let generation_tracked = res.info.has_generation || res.custom.is_some();
+    let bump = generation_tracked && subresource.is_none() && spec_changed(res, new, old);
+    let metadata = meta::metadata_mut(new);
+    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        match old_meta.get(field) {
+            Some(v) => {
+                metadata.insert(field.into(), v.clone());
+            }
+            None => {
+                metadata.remove(field);
+            }
+        }
+    }
+    for field in ["namespace", "name"] {
+        if let Some(v) = old_meta.get(field) {
+            metadata.insert(field.into(), v.clone());
+        }
+    }
+    if bump {
+        let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        metadata.insert("generation".into(), json!(generation));
+    }
+    if res.custom.is_none() && res.info.kind == "CustomResourceDefinition" && subresource.is_none() {
+        crd::establish(new, now());
+    }
+}
