@@ -682,6 +682,7 @@ static FIELDS: &[(&str, &[(&str, FieldMeta)])] = &[
     ),
 ];
 
+// Structs that server-side apply replaces whole (`+structType=atomic`), sorted.
 static ATOMIC_STRUCTS: &[&str] = &[
     "io.k8s.api.autoscaling.v1.CrossVersionObjectReference",
     "io.k8s.api.core.v1.ConfigMapKeySelector",
@@ -1132,6 +1133,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_list_of_the_served_kinds_has_markers() {
+        // Since 1.33 every list of the built-in types declares its list type, so a list without
+        // an entry here means a kind was added to the roots without its markers.
+        let unmarked: Vec<String> = graph()
+            .defs
+            .iter()
+            .flat_map(|node| {
+                node.fields
+                    .iter()
+                    .filter(|field| matches!(field.shape, Shape::Array(_)) && field.meta.is_none())
+                    .map(move |field| format!("{}.{}", node.name, field.name))
+            })
+            .collect();
+        assert!(unmarked.is_empty(), "lists without markers: {unmarked:#?}");
     }
 
     #[test]
