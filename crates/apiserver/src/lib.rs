@@ -1,1 +1,104 @@
-//! placeholder
+//! The maestro API server: a Kubernetes-compatible REST API (discovery, OpenAPI, CRUD, watch,
+//! patches, subresources) over the revisioned store, served over HTTPS with bearer-token
+//! authentication. [`ApiServer::start`] brings it all up from a data directory.
+
+pub mod apply;
+pub mod bootstrap;
+pub mod conversion;
+pub mod crd;
+pub mod discovery;
+pub mod handlers;
+pub mod metrics;
+pub mod object;
+pub mod openapi;
+pub mod patch;
+pub mod pki;
+pub mod pods;
+pub mod registry;
+pub mod request;
+pub mod response;
+pub mod server;
+pub mod tables;
+pub mod version;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use maestro_store::{Backend, RedbBackend};
+use parking_lot::RwLock;
+use tokio::net::TcpListener;
+
+pub use registry::Registry;
+pub use server::ApiState;
+
+/// How to run the API server.
+#[derive(Debug, Clone)]
+pub struct ApiServerConfig {
+    pub data_dir: PathBuf,
+    pub bind: SocketAddr,
+    /// Extra names or addresses for the serving certificate.
+    pub extra_sans: Vec<String>,
+    /// How often store history is compacted.
+    pub compaction_interval: std::time::Duration,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error("store: {0}")]
+    Store(#[from] maestro_store::StoreError),
+    #[error(transparent)]
+    Serve(#[from] server::ServeError),
+    #[error("bootstrap: {0}")]
+    Bootstrap(#[from] maestro_api::ApiError),
+}
+
+/// A running API server.
+#[derive(Debug)]
+pub struct ApiServer {
+    pub state: Arc<ApiState>,
+    pub address: SocketAddr,
+    pub kubeconfig: PathBuf,
+    pub credentials: pki::Credentials,
+}
+
+impl ApiServer {
+    /// Open the store, create credentials, bind the port and start serving in the background.
+    pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| pki::PkiError::Io {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let credentials = pki::ensure(&config.data_dir, &config.extra_sans)?;
+        let backend: Arc<dyn Backend> = Arc::new(RedbBackend::open(&config.data_dir.join("store.redb"))?);
+        maestro_store::spawn_compactor(backend.clone(), config.compaction_interval);
+        let registry = Registry::new(backend).await?;
+        bootstrap::ensure_system_namespaces(&registry).await?;
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| server::ServeError::Bind { addr: config.bind, source })?;
+        let address = listener.local_addr().map_err(|source| server::ServeError::Bind { addr: config.bind, source })?;
+        let host = if address.ip().is_unspecified() { "127.0.0.1".to_string() } else { address.ip().to_string() };
+        let url = format!("https://{host}:{}", address.port());
+        let kubeconfig = pki::write_kubeconfig(&config.data_dir, &credentials, &url)?;
+        let tls = server::tls_config(&credentials.server_cert_pem, &credentials.server_key_pem)?;
+        let state = Arc::new(ApiState {
+            registry,
+            tokens: RwLock::new([credentials.admin_token.clone()].into_iter().collect()),
+            metrics: metrics::Metrics::default(),
+            openapi: openapi::OpenApiCache::default(),
+            advertise_address: format!("{host}:{}", address.port()),
+        });
+        tokio::spawn(server::serve(listener, tls, state.clone()));
+        Ok(ApiServer {
+            state,
+            address,
+            kubeconfig,
+            credentials,
+        })
+    }
+}

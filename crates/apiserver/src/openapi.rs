@@ -184,9 +184,7 @@ fn build_document(all: &[Arc<Resource>], group: &str, version: &str) -> Option<V
             );
         }
     }
-    for (def_name, schema) in schemas.iter_mut() {
-        annotate_patch_strategies(def_name, schema);
-    }
+    maestro_api::patch_meta::annotate_definitions(&mut schemas);
     let mut paths = Map::new();
     for (def_name, r) in &roots {
         let info = &r.info;
@@ -262,20 +260,6 @@ fn build_document(all: &[Arc<Resource>], group: &str, version: &str) -> Option<V
         "paths": paths,
         "components": {"schemas": schemas},
     }))
-}
-
-/// Add `x-kubernetes-patch-*` and list-type extensions to the properties of a definition.
-fn annotate_patch_strategies(def_name: &str, schema: &mut Value) {
-    let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else { return };
-    for (prop_name, prop) in props.iter_mut() {
-        if let Some(ext) = crate::patch::openapi_extensions(def_name, prop_name)
-            && let Some(obj) = prop.as_object_mut()
-        {
-            for (k, v) in ext {
-                obj.insert(k, v);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use maestro_api::{ApiError, meta};
+use maestro_api::patch_meta::{self, ListType, Shape};
+use maestro_api::{ApiError, meta, strategic_merge};
 use serde_json::Value;
 
 use crate::registry::{Registry, Resource, WriteOptions, WriteResult};
@@ -56,6 +57,7 @@ pub fn apply_patch_document(
             Ok(doc)
         }
         STRATEGIC_MERGE_PATCH => {
+            // Custom resources have no patch metadata: kubectl falls back to merge patch on 415.
             if res.is_some_and(|r| r.custom.is_some()) {
                 return Err(ApiError::unsupported_media_type(&kind));
             }
@@ -72,22 +74,37 @@ pub fn apply_patch_document(
 
 /// Strategic merge of `patch` into `current` with the patch metadata of the resource's kind.
 pub fn strategic_merge(res: Option<&Resource>, current: &Value, patch: &Value) -> Result<Value, ApiError> {
-    let _ = res;
-    let mut doc = current.clone();
-    json_patch::merge(&mut doc, patch);
-    Ok(doc)
+    let root = res.and_then(|r| patch_meta::root_definition(&r.info.group, &r.info.version, &r.info.kind));
+    Ok(strategic_merge::apply(current, patch, root)?)
 }
 
 /// The list merge keys of a resource's schema, for server-side apply.
 pub fn list_keys_for(res: &Resource) -> impl Fn(&[String]) -> Option<Vec<String>> + use<> {
-    let _ = res;
-    |_path: &[String]| None
-}
-
-/// The patch-merge extensions of one property of an OpenAPI definition.
-pub fn openapi_extensions(definition: &str, property: &str) -> Option<serde_json::Map<String, Value>> {
-    let _ = (definition, property);
-    None
+    let root = if res.custom.is_none() {
+        patch_meta::root_definition(&res.info.group, &res.info.version, &res.info.kind)
+    } else {
+        None
+    };
+    move |path: &[String]| {
+        let root = root?;
+        let (last, parent) = path.split_last()?;
+        let owner = if parent.is_empty() {
+            root
+        } else {
+            let steps: Vec<&str> = parent.iter().map(String::as_str).collect();
+            let mut shape = root.shape_at(&steps)?;
+            while let Shape::Array(item) = shape {
+                shape = item;
+            }
+            shape.definition()?
+        };
+        let meta = owner.field(last)?.meta();
+        match meta.list_type {
+            Some(ListType::Map(keys)) => Some(keys.iter().map(|k| k.to_string()).collect()),
+            _ if meta.strategy.merges_lists() => meta.merge_key.map(|k| vec![k.to_string()]),
+            _ => None,
+        }
+    }
 }
 
 /// PATCH an object (or its status).
