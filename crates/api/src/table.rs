@@ -1458,13 +1458,12 @@ fn event_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         if new_shape { events_v1 } else { core }
     };
 
-    let mut first = since(
-        time(obj, field("/firstTimestamp", "/deprecatedFirstTimestamp")),
+    // Events recorded through the new API only carry eventTime.
+    let first = since(
+        time(obj, field("/firstTimestamp", "/deprecatedFirstTimestamp"))
+            .or_else(|| time(obj, "/eventTime")),
         now,
     );
-    if time(obj, field("/firstTimestamp", "/deprecatedFirstTimestamp")).is_none() {
-        first = since(time(obj, "/eventTime"), now);
-    }
     let mut last = match time(obj, field("/lastTimestamp", "/deprecatedLastTimestamp")) {
         Some(at) => since(Some(at), now),
         None => first.clone(),
