@@ -645,7 +645,9 @@ impl Registry {
             prepare_for_update(res, &mut new, &old, subresource);
             self.validate(res, &new, Some(&old))?;
             // Deletion completes when the last finalizer is removed.
-            let finished = meta::deletion_timestamp(&new).is_some() && meta::finalizers(&new).is_empty();
+            let finished = meta::deletion_timestamp(&new).is_some()
+                && meta::finalizers(&new).is_empty()
+                && !namespace_has_spec_finalizers(res, &new);
             if same_content(&new, &old) && !finished {
                 return Ok(WriteResult {
                     object: self.present_value(res, old),
@@ -762,12 +764,7 @@ impl Registry {
                 changed = true;
             }
             // Namespaces always go through the namespace controller.
-            let namespace_pending = res.info.kind == "Namespace"
-                && res.custom.is_none()
-                && obj
-                    .pointer("/spec/finalizers")
-                    .and_then(Value::as_array)
-                    .is_some_and(|f| !f.is_empty());
+            let namespace_pending = namespace_has_spec_finalizers(res, &obj);
             // Pods bound to a node are deleted gracefully: the node's agent removes them.
             let graceful_pod = res.info.kind == "Pod"
                 && res.custom.is_none()
@@ -852,6 +849,16 @@ impl Registry {
         }
         Ok(deleted)
     }
+}
+
+/// A namespace stays until the namespace controller clears `spec.finalizers`.
+fn namespace_has_spec_finalizers(res: &Resource, obj: &Value) -> bool {
+    res.custom.is_none()
+        && res.info.kind == "Namespace"
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty())
 }
 
 /// Read the termination grace period of a pod.

@@ -1,0 +1,213 @@
+//! Garbage collection through ownerReferences, as Kubernetes does it:
+//! - a dependent whose owners are all gone (by uid) is deleted;
+//! - an owner deleted with `propagationPolicy: Foreground` carries the `foregroundDeletion`
+//!   finalizer: its dependents are deleted (in the foreground too) and the finalizer is removed
+//!   once none is left;
+//! - an owner deleted with `Orphan` carries the `orphan` finalizer: the ownerReferences pointing
+//!   at it are removed from its dependents, then the finalizer.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use maestro_api::meta;
+use maestro_apiserver::Registry;
+use maestro_apiserver::object::StoredObject;
+use maestro_apiserver::registry::{DeleteOptions, Propagation, WriteOptions};
+use maestro_store::{CacheEvent, CacheEventKind};
+use serde_json::{Value, json};
+
+use crate::queue::{self, Reconciler};
+
+const FOREGROUND: &str = "foregroundDeletion";
+const ORPHAN: &str = "orphan";
+
+fn owner_uids(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[derive(Default)]
+struct GarbageCollector {
+    /// uid → key of every live object.
+    keys_by_uid: HashMap<String, String>,
+    /// owner uid → keys of its dependents.
+    dependents: HashMap<String, BTreeSet<String>>,
+}
+
+impl GarbageCollector {
+    fn forget_owners(&mut self, key: &str, obj: &Value) {
+        for owner in owner_uids(obj) {
+            if let Some(set) = self.dependents.get_mut(&owner) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.dependents.remove(&owner);
+                }
+            }
+        }
+    }
+
+    fn dependents_of(&self, uid: &str) -> Vec<String> {
+        self.dependents
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    async fn delete(registry: &Registry, key: &str, propagation: Propagation, uid: &str) -> Result<(), String> {
+        let Some(res) = registry.resource_for_key(key) else { return Ok(()) };
+        let Some((obj, _)) = registry.cache().get(key) else { return Ok(()) };
+        let opts = DeleteOptions {
+            propagation: Some(propagation),
+            precondition_uid: Some(uid.to_string()),
+            ..Default::default()
+        };
+        match registry.delete(&res, obj.namespace.as_deref(), &obj.name, &opts).await {
+            Ok(_) => Ok(()),
+            Err(err) if err.code == 404 || err.code == 409 => Ok(()),
+            Err(err) => Err(err.message),
+        }
+    }
+
+    async fn edit(registry: &Registry, key: &str, edit: impl Fn(&mut Value)) -> Result<(), String> {
+        let Some(res) = registry.resource_for_key(key) else { return Ok(()) };
+        let Some((obj, _)) = registry.cache().get(key) else { return Ok(()) };
+        let result = registry
+            .read_modify_write(&res, obj.namespace.as_deref(), &obj.name, None, &WriteOptions::default(), |current| {
+                let mut next = current.clone();
+                edit(&mut next);
+                Ok(next)
+            }, None)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if err.code == 404 => Ok(()),
+            Err(err) => Err(err.message),
+        }
+    }
+
+    async fn remove_finalizer(registry: &Registry, key: &str, finalizer: &str) -> Result<(), String> {
+        Self::edit(registry, key, |obj| {
+            let remaining: Vec<String> = meta::finalizers(obj).into_iter().filter(|f| f != finalizer).collect();
+            let metadata = meta::metadata_mut(obj);
+            if remaining.is_empty() {
+                metadata.remove("finalizers");
+            } else {
+                metadata.insert("finalizers".into(), json!(remaining));
+            }
+        })
+        .await
+    }
+}
+
+impl Reconciler for GarbageCollector {
+    fn keys_for(&mut self, event: &CacheEvent<StoredObject>) -> Vec<String> {
+        let obj = event.object.value();
+        let key = event.key.clone();
+        let mut keys = Vec::new();
+        if let Some(prev) = &event.prev {
+            self.forget_owners(&key, &prev.value());
+        }
+        match event.kind {
+            CacheEventKind::Deleted => {
+                self.keys_by_uid.remove(&event.object.uid);
+                self.forget_owners(&key, &obj);
+                // Dependents may be orphans now; owners waiting in the foreground may be done.
+                keys.extend(self.dependents_of(&event.object.uid));
+                keys.extend(owner_uids(&obj).iter().filter_map(|u| self.keys_by_uid.get(u).cloned()));
+            }
+            CacheEventKind::Added | CacheEventKind::Modified => {
+                self.keys_by_uid.insert(event.object.uid.clone(), key.clone());
+                let owners = owner_uids(&obj);
+                for owner in &owners {
+                    self.dependents.entry(owner.clone()).or_default().insert(key.clone());
+                }
+                let finalizers = meta::finalizers(&obj);
+                let deleting = meta::deletion_timestamp(&obj).is_some();
+                if !owners.is_empty() || (deleting && finalizers.iter().any(|f| f == FOREGROUND || f == ORPHAN)) {
+                    keys.push(key);
+                }
+            }
+        }
+        keys
+    }
+
+    fn resync_keys(&mut self, _registry: &Registry) -> Vec<String> {
+        let mut keys: BTreeSet<String> = self.dependents.values().flatten().cloned().collect();
+        keys.extend(self.dependents.keys().filter_map(|u| self.keys_by_uid.get(u).cloned()));
+        keys.into_iter().collect()
+    }
+
+    fn reconcile<'a>(
+        &'a mut self,
+        registry: &'a Arc<Registry>,
+        key: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            let Some((stored, _)) = registry.cache().get(key) else { return Ok(()) };
+            let obj = stored.value();
+            let uid = stored.uid.clone();
+            let finalizers = meta::finalizers(&obj);
+            if meta::deletion_timestamp(&obj).is_some() {
+                if finalizers.iter().any(|f| f == ORPHAN) {
+                    for dependent in self.dependents_of(&uid) {
+                        let owner = uid.clone();
+                        Self::edit(registry, &dependent, move |d| {
+                            if let Some(refs) = d.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+                                refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner.as_str()));
+                                if refs.is_empty() {
+                                    meta::metadata_mut(d).remove("ownerReferences");
+                                }
+                            }
+                        })
+                        .await?;
+                    }
+                    return Self::remove_finalizer(registry, key, ORPHAN).await;
+                }
+                if finalizers.iter().any(|f| f == FOREGROUND) {
+                    let dependents = self.dependents_of(&uid);
+                    for dependent in &dependents {
+                        let Some((dep, _)) = registry.cache().get(dependent) else { continue };
+                        if meta::deletion_timestamp(&dep.value()).is_none() {
+                            Self::delete(registry, dependent, Propagation::Foreground, &dep.uid).await?;
+                        }
+                    }
+                    let remaining = dependents.iter().filter(|d| registry.cache().get(d).is_some()).count();
+                    if remaining == 0 {
+                        return Self::remove_finalizer(registry, key, FOREGROUND).await;
+                    }
+                    return Ok(());
+                }
+            }
+            let owners = owner_uids(&obj);
+            if !owners.is_empty() && owners.iter().all(|o| !self.keys_by_uid.contains_key(o)) {
+                if meta::deletion_timestamp(&obj).is_none() {
+                    Self::delete(registry, key, Propagation::Background, &uid).await?;
+                }
+            } else {
+                // An owner being deleted in the foreground takes its dependents with it.
+                let foreground_owner = owners.iter().filter_map(|o| self.keys_by_uid.get(o)).any(|owner_key| {
+                    registry.cache().get(owner_key).is_some_and(|(o, _)| {
+                        let v = o.value();
+                        meta::deletion_timestamp(&v).is_some() && meta::finalizers(&v).iter().any(|f| f == FOREGROUND)
+                    })
+                });
+                if foreground_owner && meta::deletion_timestamp(&obj).is_none() {
+                    Self::delete(registry, key, Propagation::Foreground, &uid).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Run the garbage collector.
+pub async fn run(registry: Arc<Registry>) {
+    queue::run(registry, "/registry/", GarbageCollector::default(), Duration::from_secs(30)).await;
+}

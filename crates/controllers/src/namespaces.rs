@@ -1,0 +1,186 @@
+//! Namespace lifecycle: a namespace being deleted is `Terminating` while everything in it is
+//! deleted, then its `kubernetes` finalizer is removed and it disappears. Live namespaces get
+//! the `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap, recreated if removed.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use maestro_api::{meta, resources};
+use maestro_apiserver::Registry;
+use maestro_apiserver::object::{StoredObject, key_resource};
+use maestro_apiserver::registry::{DeleteOptions, Resource, WriteOptions};
+use maestro_store::{CacheEvent, CacheEventKind};
+use serde_json::{Value, json};
+
+use crate::queue::{self, Reconciler};
+
+const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
+
+struct Namespaces {
+    ca_pem: String,
+    terminating: BTreeSet<String>,
+}
+
+fn namespaces() -> Arc<Resource> {
+    Resource::builtin(resources::find_builtin("", "v1", "namespaces").expect("built in"))
+}
+
+fn builtin(plural: &str) -> Arc<Resource> {
+    Resource::builtin(resources::find_builtin("", "v1", plural).expect("built in"))
+}
+
+/// Every stored namespaced resource: built-ins in their storage version and custom resources.
+fn namespaced_resources(registry: &Registry) -> Vec<Arc<Resource>> {
+    let mut out: Vec<Arc<Resource>> = resources::builtins()
+        .iter()
+        .filter(|r| r.namespaced() && r.group == r.storage_group && r.version == r.storage_version)
+        .map(Resource::builtin)
+        .collect();
+    let mut seen = BTreeSet::new();
+    for r in &registry.custom_resources().resources {
+        if r.info.namespaced() && seen.insert((r.info.group.clone(), r.info.plural.clone())) {
+            out.push(r.clone());
+        }
+    }
+    out
+}
+
+impl Namespaces {
+    async fn ensure(&self, registry: &Registry, ns: &str) -> Result<(), String> {
+        let create = |res: Arc<Resource>, body: Value| async move {
+            match registry.create(&res, Some(ns), body, &WriteOptions::default()).await {
+                Ok(_) => Ok(()),
+                Err(err) if err.code == 409 || err.code == 404 || err.code == 403 => Ok(()),
+                Err(err) => Err(err.message),
+            }
+        };
+        let sa = builtin("serviceaccounts");
+        if registry.cache().get(&sa.info.key(Some(ns), "default")).is_none() {
+            create(sa, json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}})).await?;
+        }
+        let cm = builtin("configmaps");
+        let data = json!({"ca.crt": self.ca_pem});
+        match registry.cache().get(&cm.info.key(Some(ns), ROOT_CA_CONFIGMAP)) {
+            None => {
+                create(
+                    cm,
+                    json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": ROOT_CA_CONFIGMAP, "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
+                        "data": data}),
+                )
+                .await?;
+            }
+            Some((existing, _)) if existing.value().get("data") != Some(&data) => {
+                let result = registry
+                    .read_modify_write(&cm, Some(ns), ROOT_CA_CONFIGMAP, None, &WriteOptions::default(), |current| {
+                        let mut next = current.clone();
+                        next["data"] = data.clone();
+                        Ok(next)
+                    }, None)
+                    .await;
+                result.map(|_| ()).map_err(|e| e.message)?;
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Delete the namespace's contents; true once nothing is left.
+    async fn empty(&self, registry: &Registry, ns: &str) -> Result<bool, String> {
+        let mut remaining = 0;
+        for res in namespaced_resources(registry) {
+            let (items, _) = registry.cache().list(&res.info.namespace_prefix(Some(ns)));
+            for item in items {
+                remaining += 1;
+                if meta::deletion_timestamp(&item.value()).is_some() {
+                    continue;
+                }
+                let opts = DeleteOptions {
+                    precondition_uid: Some(item.uid.clone()),
+                    ..Default::default()
+                };
+                match registry.delete(&res, Some(ns), &item.name, &opts).await {
+                    Ok(_) => {}
+                    Err(err) if err.code == 404 || err.code == 409 => {}
+                    Err(err) => return Err(err.message),
+                }
+            }
+        }
+        Ok(remaining == 0)
+    }
+}
+
+impl Reconciler for Namespaces {
+    fn keys_for(&mut self, event: &CacheEvent<StoredObject>) -> Vec<String> {
+        let ns_prefix = namespaces().info.storage_prefix();
+        if event.key.starts_with(&ns_prefix) {
+            let deleting = meta::deletion_timestamp(&event.object.value()).is_some();
+            if event.kind == CacheEventKind::Deleted || !deleting {
+                self.terminating.remove(&event.object.name);
+            } else {
+                self.terminating.insert(event.object.name.clone());
+            }
+            return vec![event.key.clone()];
+        }
+        let Some(ns) = event.object.namespace.clone() else { return vec![] };
+        let system_object = match key_resource(&event.key) {
+            Some(("", "serviceaccounts")) => event.object.name == "default",
+            Some(("", "configmaps")) => event.object.name == ROOT_CA_CONFIGMAP,
+            _ => false,
+        };
+        let gone = event.kind == CacheEventKind::Deleted;
+        if (gone && self.terminating.contains(&ns)) || (system_object && (gone || event.kind == CacheEventKind::Modified)) {
+            return vec![namespaces().info.key(None, &ns)];
+        }
+        vec![]
+    }
+
+    fn resync_keys(&mut self, registry: &Registry) -> Vec<String> {
+        let (items, _) = registry.cache().list(&namespaces().info.storage_prefix());
+        items.iter().map(|o| o.key.clone()).collect()
+    }
+
+    fn reconcile<'a>(
+        &'a mut self,
+        registry: &'a Arc<Registry>,
+        key: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            let Some((stored, _)) = registry.cache().get(key) else { return Ok(()) };
+            let obj = stored.value();
+            let name = stored.name.clone();
+            if meta::deletion_timestamp(&obj).is_none() {
+                return self.ensure(registry, &name).await;
+            }
+            if !self.empty(registry, &name).await? {
+                // Deletions still in flight: the events of their removal bring us back.
+                return Ok(());
+            }
+            let res = namespaces();
+            let result = registry
+                .read_modify_write(&res, None, &name, None, &WriteOptions::default(), |current| {
+                    let mut next = current.clone();
+                    if let Some(list) = next.pointer_mut("/spec/finalizers").and_then(Value::as_array_mut) {
+                        list.retain(|f| f != "kubernetes");
+                    }
+                    Ok(next)
+                }, None)
+                .await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(err) if err.code == 404 => Ok(()),
+                Err(err) => Err(err.message),
+            }
+        })
+    }
+}
+
+/// Run the namespace controller.
+pub async fn run(registry: Arc<Registry>, ca_pem: String) {
+    let reconciler = Namespaces {
+        ca_pem,
+        terminating: BTreeSet::new(),
+    };
+    queue::run(registry, "/registry/", reconciler, Duration::from_secs(60)).await;
+}
