@@ -8,6 +8,7 @@ pub mod codec;
 pub mod defaults;
 pub mod meta;
 pub mod patch_meta;
+pub mod protobuf;
 pub mod resources;
 pub mod selector;
 pub mod status;
