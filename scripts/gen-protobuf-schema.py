@@ -16,14 +16,22 @@ Inputs, all read from the cargo registry ($CARGO_HOME, default ~/.cargo):
 * crates/api/src/codec.rs: the built-in kinds (the `typed_kinds!` table), which are the
   roots of the table together with EXTRA_ROOTS below.
 
-Both crates name fields with the same snake_case Rust identifiers, and their type names differ
-only in case (AwsElasticBlockStoreVolumeSource vs AWSElasticBlockStoreVolumeSource) at the
-same module paths, which is how the two are joined.
+Both crates name fields with the same snake_case Rust identifiers (up to underscores and
+keywords: `pod_cid_rs` / `pod_cidrs`, `r#type` / `type_`), and their type names differ only
+in case (AwsElasticBlockStoreVolumeSource vs AWSElasticBlockStoreVolumeSource) at the same
+module paths, which is how the two are joined. A message field with no JSON name whose own
+fields are all members of the enclosing k8s-openapi type is a Go struct embedded with
+`json:",inline"` (Volume.volumeSource, Probe.handler, ConfigMapKeySelector's
+LocalObjectReference, ...) and is marked `inline`.
 
 The one thing neither crate records is whether a Go field is a pointer, which decides whether
 a zero value on the wire is meaningful (see the empty-value rule in protobuf/mod.rs). That
-knowledge is the ZERO_IS_VALUE list at the end of this file: see its comment for how it was
-derived and how to re-derive it.
+knowledge is the ZERO_IS_VALUE / ZERO_IS_UNSET tables at the end of this file: see their
+comment for how they were derived and how to re-derive them.
+
+Output: one `Message` per reachable message (name, `Special` kind, fields sorted by tag) and
+the sorted (apiVersion, kind) -> message roots. Anything the script cannot map is printed as a
+warning on stderr; a clean run prints none.
 """
 
 import argparse
@@ -47,6 +55,7 @@ EXTRA_ROOTS = [
     ("authentication.k8s.io", "v1", "TokenRequest"),
     ("authentication.k8s.io", "v1", "SelfSubjectReview"),
     ("authorization.k8s.io", "v1", "SelfSubjectAccessReview"),
+    ("authorization.k8s.io", "v1", "SelfSubjectRulesReview"),  # `kubectl auth can-i --list`
 ]
 
 # Messages whose JSON form is not an object with one member per field. The decoder handles
@@ -93,7 +102,7 @@ def registry_dir(crate):
 # ---------------------------------------------------------------------------------------------
 # k8s-pb
 
-PbField = collections.namedtuple("PbField", "rust tag kind card msg boxed")
+PbField = collections.namedtuple("PbField", "rust tag kind card msg")
 # kind: a SCALARS key or "message"; card: "one" | "many" | "map"; msg: (module, name) or None.
 
 ATTR_RE = re.compile(r"#\[prost\((.*)\)\]\s*$")
@@ -124,18 +133,17 @@ def resolve_type(module, ty):
 
 
 def parse_pb_attr(attr):
-    """(kind, card, map_value_kind, tag, boxed) from the inside of #[prost(...)]."""
+    """(card, kind, tag) from the inside of #[prost(...)]; a map's kind is its value's."""
     tag = int(re.search(r'tag\s*=\s*"(\d+)"', attr).group(1))
-    boxed = "boxed" in attr.split(",")[1:] or ", boxed," in attr
     m = re.match(r'btree_map\s*=\s*"string,\s*(\w+)"', attr)
     if m:
-        return ("map", m.group(1), tag, boxed)
+        return ("map", m.group(1), tag)
     first = attr.split(",")[0].strip()
     kind = "bytes" if first.startswith("bytes") else first
     if kind not in SCALARS and kind != "message":
         raise SystemExit(f"unsupported prost attribute {attr!r}")
     card = "many" if re.search(r",\s*repeated\s*,", attr) else "one"
-    return (card, kind, tag, boxed)
+    return (card, kind, tag)
 
 
 def parse_pb(pb_dir):
@@ -168,9 +176,9 @@ def parse_pb(pb_dir):
                     dm = DECL_RE.match(decl)
                     if not dm:
                         raise SystemExit(f"cannot parse field {decl!r} of {module}::{name}")
-                    card, kind, tag, boxed = parse_pb_attr(am.group(1))
+                    card, kind, tag = parse_pb_attr(am.group(1))
                     msg = resolve_type(module, dm.group(3)) if kind == "message" else None
-                    fields.append(PbField(dm.group(2), tag, kind, card, msg, boxed))
+                    fields.append(PbField(dm.group(2), tag, kind, card, msg))
                     i = j
                 i += 1
             messages[(module, name)] = fields
@@ -337,6 +345,8 @@ def build(pb, openapis):
             used.add((f"{module}.{name}", json))
             fields.append((f.tag, json, ty, f.card, keep and ty in SCALARS.values()))
         rows[key] = (special, fields)
+    if len(order) > 0xFFFF:
+        raise SystemExit("more messages than a u16 index can address")
     for table in (ZERO_IS_VALUE, ZERO_IS_UNSET):
         for message, jsons in table.items():
             for json in jsons.split():

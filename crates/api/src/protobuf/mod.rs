@@ -79,7 +79,9 @@ pub enum ProtobufError {
     MissingMagic,
     #[error("malformed protobuf in {context} at byte {offset}: {problem}")]
     Malformed {
+        /// The message being read (`Unknown` and `TypeMeta` for the envelope).
         context: String,
+        /// Byte offset in the body for the envelope, in `raw` for the object.
         offset: usize,
         problem: Malformation,
     },
@@ -602,10 +604,20 @@ fn decode_fields(
                 let (bytes, base) = expect_len(&wire, msg.name, tag, field.json)?;
                 decode_fields(child, bytes, base, depth + 1, object)?;
             }
-            (Card::Inline, _) => unreachable!("the generator inlines messages only"),
+            (Card::Inline, _) => return Err(table_error(msg, field)),
         }
     }
     Ok(())
+}
+
+fn table_error(msg: &Message, field: &Field) -> ProtobufError {
+    ProtobufError::InvalidValue {
+        context: msg.name.to_string(),
+        detail: format!(
+            "schema table: inlined field {} is not a message",
+            field.json
+        ),
+    }
 }
 
 /// One map entry {1: key, 2: value}; a missing key or value is its zero value.
@@ -680,7 +692,12 @@ fn scalar(ty: Ty, wire: &Wire<'_>, context: &str, field: &Field) -> Result<Value
             Wire::Fixed64(bits) => float(f64::from_bits(bits), context, field.json)?,
             _ => return Err(wrong_wire(context, field.tag, field.json, wire, "64-bit")),
         },
-        Ty::Msg(_) => unreachable!("messages are not scalars"),
+        Ty::Msg(_) => {
+            return Err(ProtobufError::InvalidValue {
+                context: context.to_string(),
+                detail: format!("schema table: {} is not a scalar", field.json),
+            });
+        }
     })
 }
 
@@ -747,13 +764,17 @@ fn decode_message(index: u16, bytes: &[u8], base: usize, depth: usize) -> Result
             Ok(Some(Value::String(go_duration(nanos))))
         }
         Special::Quantity => {
-            // The zero Quantity is "0" in Go; a set one is written as its canonical string.
+            // The zero Quantity is "0" in Go; a set one is written as its canonical string,
+            // and Go's decoder rejects an empty one.
             let mut quantity = "0".to_string();
             let mut reader = Reader::new(bytes, base);
             while let Some((tag, wire)) = reader.next_field(msg.name)? {
                 if tag == 1 {
                     quantity = expect_string(&wire, msg.name, tag, "string")?;
                 }
+            }
+            if quantity.is_empty() {
+                return Err(invalid("empty quantity".into()));
             }
             Ok(Some(Value::String(quantity)))
         }

@@ -6,41 +6,41 @@ use super::Special::*;
 use super::Ty::*;
 use super::{Message, inline, keep, many, map, one};
 
-/// 373 messages, 1545 fields.
+/// 378 messages, 1559 fields.
 pub(super) static MESSAGES: &[Message] = &[
     // 0: api/core/v1.Namespace
     Message { name: "Namespace", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(44)),
-        one(3, "status", Msg(45)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(45)),
+        one(3, "status", Msg(46)),
     ] },
     // 1: api/core/v1.Pod
     Message { name: "Pod", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(46)),
-        one(3, "status", Msg(47)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(47)),
+        one(3, "status", Msg(48)),
     ] },
     // 2: api/core/v1.Service
     Message { name: "Service", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(48)),
-        one(3, "status", Msg(49)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(49)),
+        one(3, "status", Msg(50)),
     ] },
     // 3: api/core/v1.Endpoints
     Message { name: "Endpoints", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        many(2, "subsets", Msg(50)),
+        one(1, "metadata", Msg(44)),
+        many(2, "subsets", Msg(51)),
     ] },
     // 4: api/core/v1.ConfigMap
     Message { name: "ConfigMap", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
+        one(1, "metadata", Msg(44)),
         map(2, "data", Str),
         map(3, "binaryData", Bytes),
         keep(4, "immutable", Bool),
     ] },
     // 5: api/core/v1.Secret
     Message { name: "Secret", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
+        one(1, "metadata", Msg(44)),
         map(2, "data", Bytes),
         one(3, "type", Str),
         map(4, "stringData", Str),
@@ -48,188 +48,188 @@ pub(super) static MESSAGES: &[Message] = &[
     ] },
     // 6: api/core/v1.ServiceAccount
     Message { name: "ServiceAccount", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        many(2, "secrets", Msg(51)),
-        many(3, "imagePullSecrets", Msg(52)),
+        one(1, "metadata", Msg(44)),
+        many(2, "secrets", Msg(52)),
+        many(3, "imagePullSecrets", Msg(53)),
         keep(4, "automountServiceAccountToken", Bool),
     ] },
     // 7: api/core/v1.Event
     Message { name: "Event", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "involvedObject", Msg(51)),
+        one(1, "metadata", Msg(44)),
+        one(2, "involvedObject", Msg(52)),
         one(3, "reason", Str),
         one(4, "message", Str),
-        one(5, "source", Msg(53)),
-        one(6, "firstTimestamp", Msg(54)),
-        one(7, "lastTimestamp", Msg(54)),
+        one(5, "source", Msg(54)),
+        one(6, "firstTimestamp", Msg(55)),
+        one(7, "lastTimestamp", Msg(55)),
         one(8, "count", I32),
         one(9, "type", Str),
-        one(10, "eventTime", Msg(55)),
-        one(11, "series", Msg(56)),
+        one(10, "eventTime", Msg(56)),
+        one(11, "series", Msg(57)),
         one(12, "action", Str),
-        one(13, "related", Msg(51)),
+        one(13, "related", Msg(52)),
         keep(14, "reportingComponent", Str),
         keep(15, "reportingInstance", Str),
     ] },
     // 8: api/core/v1.Node
     Message { name: "Node", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(57)),
-        one(3, "status", Msg(58)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(58)),
+        one(3, "status", Msg(59)),
     ] },
     // 9: api/core/v1.PersistentVolume
     Message { name: "PersistentVolume", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(59)),
-        one(3, "status", Msg(60)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(60)),
+        one(3, "status", Msg(61)),
     ] },
     // 10: api/core/v1.PersistentVolumeClaim
     Message { name: "PersistentVolumeClaim", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(61)),
-        one(3, "status", Msg(62)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(62)),
+        one(3, "status", Msg(63)),
     ] },
     // 11: api/core/v1.LimitRange
     Message { name: "LimitRange", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(63)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(64)),
     ] },
     // 12: api/core/v1.ResourceQuota
     Message { name: "ResourceQuota", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(64)),
-        one(3, "status", Msg(65)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(65)),
+        one(3, "status", Msg(66)),
     ] },
     // 13: api/core/v1.PodTemplate
     Message { name: "PodTemplate", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "template", Msg(66)),
+        one(1, "metadata", Msg(44)),
+        one(2, "template", Msg(67)),
     ] },
     // 14: api/core/v1.Binding
     Message { name: "Binding", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "target", Msg(51)),
+        one(1, "metadata", Msg(44)),
+        one(2, "target", Msg(52)),
     ] },
     // 15: api/apps/v1.Deployment
     Message { name: "Deployment", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(67)),
-        one(3, "status", Msg(68)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(68)),
+        one(3, "status", Msg(69)),
     ] },
     // 16: api/apps/v1.ReplicaSet
     Message { name: "ReplicaSet", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(69)),
-        one(3, "status", Msg(70)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(70)),
+        one(3, "status", Msg(71)),
     ] },
     // 17: api/apps/v1.StatefulSet
     Message { name: "StatefulSet", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(71)),
-        one(3, "status", Msg(72)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(72)),
+        one(3, "status", Msg(73)),
     ] },
     // 18: api/apps/v1.DaemonSet
     Message { name: "DaemonSet", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(73)),
-        one(3, "status", Msg(74)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(74)),
+        one(3, "status", Msg(75)),
     ] },
     // 19: api/apps/v1.ControllerRevision
     Message { name: "ControllerRevision", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "data", Msg(75)),
+        one(1, "metadata", Msg(44)),
+        one(2, "data", Msg(76)),
         keep(3, "revision", I64),
     ] },
     // 20: api/batch/v1.Job
     Message { name: "Job", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(76)),
-        one(3, "status", Msg(77)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(77)),
+        one(3, "status", Msg(78)),
     ] },
     // 21: api/batch/v1.CronJob
     Message { name: "CronJob", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(78)),
-        one(3, "status", Msg(79)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(79)),
+        one(3, "status", Msg(80)),
     ] },
     // 22: api/autoscaling/v1.HorizontalPodAutoscaler
     Message { name: "HorizontalPodAutoscaler", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(80)),
-        one(3, "status", Msg(81)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(81)),
+        one(3, "status", Msg(82)),
     ] },
     // 23: api/autoscaling/v1.Scale
     Message { name: "Scale", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(82)),
-        one(3, "status", Msg(83)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(83)),
+        one(3, "status", Msg(84)),
     ] },
     // 24: api/autoscaling/v2.HorizontalPodAutoscaler
     Message { name: "HorizontalPodAutoscaler", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(84)),
-        one(3, "status", Msg(85)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(85)),
+        one(3, "status", Msg(86)),
     ] },
     // 25: api/networking/v1.Ingress
     Message { name: "Ingress", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(86)),
-        one(3, "status", Msg(87)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(87)),
+        one(3, "status", Msg(88)),
     ] },
     // 26: api/networking/v1.IngressClass
     Message { name: "IngressClass", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(88)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(89)),
     ] },
     // 27: api/networking/v1.NetworkPolicy
     Message { name: "NetworkPolicy", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(89)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(90)),
     ] },
     // 28: api/coordination/v1.Lease
     Message { name: "Lease", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(90)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(91)),
     ] },
     // 29: api/discovery/v1.EndpointSlice
     Message { name: "EndpointSlice", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        many(2, "endpoints", Msg(91)),
-        many(3, "ports", Msg(92)),
+        one(1, "metadata", Msg(44)),
+        many(2, "endpoints", Msg(92)),
+        many(3, "ports", Msg(93)),
         keep(4, "addressType", Str),
     ] },
     // 30: api/events/v1.Event
     Message { name: "Event", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "eventTime", Msg(55)),
-        one(3, "series", Msg(93)),
+        one(1, "metadata", Msg(44)),
+        one(2, "eventTime", Msg(56)),
+        one(3, "series", Msg(94)),
         one(4, "reportingController", Str),
         one(5, "reportingInstance", Str),
         one(6, "action", Str),
         one(7, "reason", Str),
-        one(8, "regarding", Msg(51)),
-        one(9, "related", Msg(51)),
+        one(8, "regarding", Msg(52)),
+        one(9, "related", Msg(52)),
         one(10, "note", Str),
         one(11, "type", Str),
-        one(12, "deprecatedSource", Msg(53)),
-        one(13, "deprecatedFirstTimestamp", Msg(54)),
-        one(14, "deprecatedLastTimestamp", Msg(54)),
+        one(12, "deprecatedSource", Msg(54)),
+        one(13, "deprecatedFirstTimestamp", Msg(55)),
+        one(14, "deprecatedLastTimestamp", Msg(55)),
         one(15, "deprecatedCount", I32),
     ] },
     // 31: api/policy/v1.PodDisruptionBudget
     Message { name: "PodDisruptionBudget", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(94)),
-        one(3, "status", Msg(95)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(95)),
+        one(3, "status", Msg(96)),
     ] },
     // 32: api/policy/v1.Eviction
     Message { name: "Eviction", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "deleteOptions", Msg(96)),
+        one(1, "metadata", Msg(44)),
+        one(2, "deleteOptions", Msg(97)),
     ] },
     // 33: api/scheduling/v1.PriorityClass
     Message { name: "PriorityClass", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
+        one(1, "metadata", Msg(44)),
         keep(2, "value", I32),
         one(3, "globalDefault", Bool),
         one(4, "description", Str),
@@ -237,62 +237,68 @@ pub(super) static MESSAGES: &[Message] = &[
     ] },
     // 34: api/storage/v1.StorageClass
     Message { name: "StorageClass", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
+        one(1, "metadata", Msg(44)),
         keep(2, "provisioner", Str),
         map(3, "parameters", Str),
         keep(4, "reclaimPolicy", Str),
         many(5, "mountOptions", Str),
         keep(6, "allowVolumeExpansion", Bool),
         keep(7, "volumeBindingMode", Str),
-        many(8, "allowedTopologies", Msg(97)),
+        many(8, "allowedTopologies", Msg(98)),
     ] },
     // 35: api/rbac/v1.Role
     Message { name: "Role", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        many(2, "rules", Msg(98)),
+        one(1, "metadata", Msg(44)),
+        many(2, "rules", Msg(99)),
     ] },
     // 36: api/rbac/v1.RoleBinding
     Message { name: "RoleBinding", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        many(2, "subjects", Msg(99)),
-        one(3, "roleRef", Msg(100)),
+        one(1, "metadata", Msg(44)),
+        many(2, "subjects", Msg(100)),
+        one(3, "roleRef", Msg(101)),
     ] },
     // 37: api/rbac/v1.ClusterRole
     Message { name: "ClusterRole", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        many(2, "rules", Msg(98)),
-        one(3, "aggregationRule", Msg(101)),
+        one(1, "metadata", Msg(44)),
+        many(2, "rules", Msg(99)),
+        one(3, "aggregationRule", Msg(102)),
     ] },
     // 38: api/rbac/v1.ClusterRoleBinding
     Message { name: "ClusterRoleBinding", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        many(2, "subjects", Msg(99)),
-        one(3, "roleRef", Msg(100)),
+        one(1, "metadata", Msg(44)),
+        many(2, "subjects", Msg(100)),
+        one(3, "roleRef", Msg(101)),
     ] },
     // 39: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceDefinition
     Message { name: "CustomResourceDefinition", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(102)),
-        one(3, "status", Msg(103)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(103)),
+        one(3, "status", Msg(104)),
     ] },
     // 40: api/authentication/v1.TokenRequest
     Message { name: "TokenRequest", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(104)),
-        one(3, "status", Msg(105)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(105)),
+        one(3, "status", Msg(106)),
     ] },
     // 41: api/authentication/v1.SelfSubjectReview
     Message { name: "SelfSubjectReview", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "status", Msg(106)),
+        one(1, "metadata", Msg(44)),
+        one(2, "status", Msg(107)),
     ] },
     // 42: api/authorization/v1.SelfSubjectAccessReview
     Message { name: "SelfSubjectAccessReview", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(107)),
-        one(3, "status", Msg(108)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(108)),
+        one(3, "status", Msg(109)),
     ] },
-    // 43: apimachinery/pkg/apis/meta/v1.ObjectMeta
+    // 43: api/authorization/v1.SelfSubjectRulesReview
+    Message { name: "SelfSubjectRulesReview", special: Plain, fields: &[
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(110)),
+        one(3, "status", Msg(111)),
+    ] },
+    // 44: apimachinery/pkg/apis/meta/v1.ObjectMeta
     Message { name: "ObjectMeta", special: Plain, fields: &[
         one(1, "name", Str),
         one(2, "generateName", Str),
@@ -301,28 +307,28 @@ pub(super) static MESSAGES: &[Message] = &[
         one(5, "uid", Str),
         one(6, "resourceVersion", Str),
         one(7, "generation", I64),
-        one(8, "creationTimestamp", Msg(54)),
-        one(9, "deletionTimestamp", Msg(54)),
+        one(8, "creationTimestamp", Msg(55)),
+        one(9, "deletionTimestamp", Msg(55)),
         keep(10, "deletionGracePeriodSeconds", I64),
         map(11, "labels", Str),
         map(12, "annotations", Str),
-        many(13, "ownerReferences", Msg(109)),
+        many(13, "ownerReferences", Msg(112)),
         many(14, "finalizers", Str),
-        many(17, "managedFields", Msg(110)),
+        many(17, "managedFields", Msg(113)),
     ] },
-    // 44: api/core/v1.NamespaceSpec
+    // 45: api/core/v1.NamespaceSpec
     Message { name: "NamespaceSpec", special: Plain, fields: &[
         many(1, "finalizers", Str),
     ] },
-    // 45: api/core/v1.NamespaceStatus
+    // 46: api/core/v1.NamespaceStatus
     Message { name: "NamespaceStatus", special: Plain, fields: &[
         one(1, "phase", Str),
-        many(2, "conditions", Msg(111)),
+        many(2, "conditions", Msg(114)),
     ] },
-    // 46: api/core/v1.PodSpec
+    // 47: api/core/v1.PodSpec
     Message { name: "PodSpec", special: Plain, fields: &[
-        many(1, "volumes", Msg(112)),
-        many(2, "containers", Msg(113)),
+        many(1, "volumes", Msg(115)),
+        many(2, "containers", Msg(116)),
         one(3, "restartPolicy", Str),
         keep(4, "terminationGracePeriodSeconds", I64),
         keep(5, "activeDeadlineSeconds", I64),
@@ -334,62 +340,62 @@ pub(super) static MESSAGES: &[Message] = &[
         one(11, "hostNetwork", Bool),
         one(12, "hostPID", Bool),
         one(13, "hostIPC", Bool),
-        one(14, "securityContext", Msg(114)),
-        many(15, "imagePullSecrets", Msg(52)),
+        one(14, "securityContext", Msg(117)),
+        many(15, "imagePullSecrets", Msg(53)),
         one(16, "hostname", Str),
         one(17, "subdomain", Str),
-        one(18, "affinity", Msg(115)),
+        one(18, "affinity", Msg(118)),
         one(19, "schedulerName", Str),
-        many(20, "initContainers", Msg(113)),
+        many(20, "initContainers", Msg(116)),
         keep(21, "automountServiceAccountToken", Bool),
-        many(22, "tolerations", Msg(116)),
-        many(23, "hostAliases", Msg(117)),
+        many(22, "tolerations", Msg(119)),
+        many(23, "hostAliases", Msg(120)),
         one(24, "priorityClassName", Str),
         keep(25, "priority", I32),
-        one(26, "dnsConfig", Msg(118)),
+        one(26, "dnsConfig", Msg(121)),
         keep(27, "shareProcessNamespace", Bool),
-        many(28, "readinessGates", Msg(119)),
+        many(28, "readinessGates", Msg(122)),
         keep(29, "runtimeClassName", Str),
         keep(30, "enableServiceLinks", Bool),
         keep(31, "preemptionPolicy", Str),
-        map(32, "overhead", Msg(120)),
-        many(33, "topologySpreadConstraints", Msg(121)),
-        many(34, "ephemeralContainers", Msg(122)),
+        map(32, "overhead", Msg(123)),
+        many(33, "topologySpreadConstraints", Msg(124)),
+        many(34, "ephemeralContainers", Msg(125)),
         keep(35, "setHostnameAsFQDN", Bool),
-        one(36, "os", Msg(123)),
+        one(36, "os", Msg(126)),
         keep(37, "hostUsers", Bool),
-        many(38, "schedulingGates", Msg(124)),
-        many(39, "resourceClaims", Msg(125)),
-        one(40, "resources", Msg(126)),
+        many(38, "schedulingGates", Msg(127)),
+        many(39, "resourceClaims", Msg(128)),
+        one(40, "resources", Msg(129)),
         keep(41, "hostnameOverride", Str),
-        one(42, "workloadRef", Msg(127)),
+        one(42, "workloadRef", Msg(130)),
     ] },
-    // 47: api/core/v1.PodStatus
+    // 48: api/core/v1.PodStatus
     Message { name: "PodStatus", special: Plain, fields: &[
         one(1, "phase", Str),
-        many(2, "conditions", Msg(128)),
+        many(2, "conditions", Msg(131)),
         one(3, "message", Str),
         one(4, "reason", Str),
         one(5, "hostIP", Str),
         one(6, "podIP", Str),
-        one(7, "startTime", Msg(54)),
-        many(8, "containerStatuses", Msg(129)),
+        one(7, "startTime", Msg(55)),
+        many(8, "containerStatuses", Msg(132)),
         one(9, "qosClass", Str),
-        many(10, "initContainerStatuses", Msg(129)),
+        many(10, "initContainerStatuses", Msg(132)),
         one(11, "nominatedNodeName", Str),
-        many(12, "podIPs", Msg(130)),
-        many(13, "ephemeralContainerStatuses", Msg(129)),
+        many(12, "podIPs", Msg(133)),
+        many(13, "ephemeralContainerStatuses", Msg(132)),
         one(14, "resize", Str),
-        many(15, "resourceClaimStatuses", Msg(131)),
-        many(16, "hostIPs", Msg(132)),
+        many(15, "resourceClaimStatuses", Msg(134)),
+        many(16, "hostIPs", Msg(135)),
         one(17, "observedGeneration", I64),
-        one(18, "extendedResourceClaimStatus", Msg(133)),
-        map(19, "allocatedResources", Msg(120)),
-        one(20, "resources", Msg(126)),
+        one(18, "extendedResourceClaimStatus", Msg(136)),
+        map(19, "allocatedResources", Msg(123)),
+        one(20, "resources", Msg(129)),
     ] },
-    // 48: api/core/v1.ServiceSpec
+    // 49: api/core/v1.ServiceSpec
     Message { name: "ServiceSpec", special: Plain, fields: &[
-        many(1, "ports", Msg(134)),
+        many(1, "ports", Msg(137)),
         map(2, "selector", Str),
         one(3, "clusterIP", Str),
         one(4, "type", Str),
@@ -401,7 +407,7 @@ pub(super) static MESSAGES: &[Message] = &[
         one(11, "externalTrafficPolicy", Str),
         one(12, "healthCheckNodePort", I32),
         one(13, "publishNotReadyAddresses", Bool),
-        one(14, "sessionAffinityConfig", Msg(135)),
+        one(14, "sessionAffinityConfig", Msg(138)),
         keep(17, "ipFamilyPolicy", Str),
         many(18, "clusterIPs", Str),
         many(19, "ipFamilies", Str),
@@ -410,18 +416,18 @@ pub(super) static MESSAGES: &[Message] = &[
         keep(22, "internalTrafficPolicy", Str),
         keep(23, "trafficDistribution", Str),
     ] },
-    // 49: api/core/v1.ServiceStatus
+    // 50: api/core/v1.ServiceStatus
     Message { name: "ServiceStatus", special: Plain, fields: &[
-        one(1, "loadBalancer", Msg(136)),
-        many(2, "conditions", Msg(137)),
+        one(1, "loadBalancer", Msg(139)),
+        many(2, "conditions", Msg(140)),
     ] },
-    // 50: api/core/v1.EndpointSubset
+    // 51: api/core/v1.EndpointSubset
     Message { name: "EndpointSubset", special: Plain, fields: &[
-        many(1, "addresses", Msg(138)),
-        many(2, "notReadyAddresses", Msg(138)),
-        many(3, "ports", Msg(139)),
+        many(1, "addresses", Msg(141)),
+        many(2, "notReadyAddresses", Msg(141)),
+        many(3, "ports", Msg(142)),
     ] },
-    // 51: api/core/v1.ObjectReference
+    // 52: api/core/v1.ObjectReference
     Message { name: "ObjectReference", special: Plain, fields: &[
         one(1, "kind", Str),
         one(2, "namespace", Str),
@@ -431,169 +437,169 @@ pub(super) static MESSAGES: &[Message] = &[
         one(6, "resourceVersion", Str),
         one(7, "fieldPath", Str),
     ] },
-    // 52: api/core/v1.LocalObjectReference
+    // 53: api/core/v1.LocalObjectReference
     Message { name: "LocalObjectReference", special: Plain, fields: &[
         one(1, "name", Str),
     ] },
-    // 53: api/core/v1.EventSource
+    // 54: api/core/v1.EventSource
     Message { name: "EventSource", special: Plain, fields: &[
         one(1, "component", Str),
         one(2, "host", Str),
     ] },
-    // 54: apimachinery/pkg/apis/meta/v1.Time
+    // 55: apimachinery/pkg/apis/meta/v1.Time
     Message { name: "Time", special: Time, fields: &[] },
-    // 55: apimachinery/pkg/apis/meta/v1.MicroTime
+    // 56: apimachinery/pkg/apis/meta/v1.MicroTime
     Message { name: "MicroTime", special: MicroTime, fields: &[] },
-    // 56: api/core/v1.EventSeries
+    // 57: api/core/v1.EventSeries
     Message { name: "EventSeries", special: Plain, fields: &[
         one(1, "count", I32),
-        one(2, "lastObservedTime", Msg(55)),
+        one(2, "lastObservedTime", Msg(56)),
     ] },
-    // 57: api/core/v1.NodeSpec
+    // 58: api/core/v1.NodeSpec
     Message { name: "NodeSpec", special: Plain, fields: &[
         one(1, "podCIDR", Str),
         one(2, "externalID", Str),
         one(3, "providerID", Str),
         one(4, "unschedulable", Bool),
-        many(5, "taints", Msg(140)),
-        one(6, "configSource", Msg(141)),
+        many(5, "taints", Msg(143)),
+        one(6, "configSource", Msg(144)),
         many(7, "podCIDRs", Str),
     ] },
-    // 58: api/core/v1.NodeStatus
+    // 59: api/core/v1.NodeStatus
     Message { name: "NodeStatus", special: Plain, fields: &[
-        map(1, "capacity", Msg(120)),
-        map(2, "allocatable", Msg(120)),
+        map(1, "capacity", Msg(123)),
+        map(2, "allocatable", Msg(123)),
         one(3, "phase", Str),
-        many(4, "conditions", Msg(142)),
-        many(5, "addresses", Msg(143)),
-        one(6, "daemonEndpoints", Msg(144)),
-        one(7, "nodeInfo", Msg(145)),
-        many(8, "images", Msg(146)),
+        many(4, "conditions", Msg(145)),
+        many(5, "addresses", Msg(146)),
+        one(6, "daemonEndpoints", Msg(147)),
+        one(7, "nodeInfo", Msg(148)),
+        many(8, "images", Msg(149)),
         many(9, "volumesInUse", Str),
-        many(10, "volumesAttached", Msg(147)),
-        one(11, "config", Msg(148)),
-        many(12, "runtimeHandlers", Msg(149)),
-        one(13, "features", Msg(150)),
+        many(10, "volumesAttached", Msg(150)),
+        one(11, "config", Msg(151)),
+        many(12, "runtimeHandlers", Msg(152)),
+        one(13, "features", Msg(153)),
         many(14, "declaredFeatures", Str),
     ] },
-    // 59: api/core/v1.PersistentVolumeSpec
+    // 60: api/core/v1.PersistentVolumeSpec
     Message { name: "PersistentVolumeSpec", special: Plain, fields: &[
-        map(1, "capacity", Msg(120)),
-        inline(2, "persistentVolumeSource", Msg(151)),
+        map(1, "capacity", Msg(123)),
+        inline(2, "persistentVolumeSource", Msg(154)),
         many(3, "accessModes", Str),
-        one(4, "claimRef", Msg(51)),
+        one(4, "claimRef", Msg(52)),
         one(5, "persistentVolumeReclaimPolicy", Str),
         one(6, "storageClassName", Str),
         many(7, "mountOptions", Str),
         keep(8, "volumeMode", Str),
-        one(9, "nodeAffinity", Msg(152)),
+        one(9, "nodeAffinity", Msg(155)),
         keep(10, "volumeAttributesClassName", Str),
     ] },
-    // 60: api/core/v1.PersistentVolumeStatus
+    // 61: api/core/v1.PersistentVolumeStatus
     Message { name: "PersistentVolumeStatus", special: Plain, fields: &[
         one(1, "phase", Str),
         one(2, "message", Str),
         one(3, "reason", Str),
-        one(4, "lastPhaseTransitionTime", Msg(54)),
+        one(4, "lastPhaseTransitionTime", Msg(55)),
     ] },
-    // 61: api/core/v1.PersistentVolumeClaimSpec
+    // 62: api/core/v1.PersistentVolumeClaimSpec
     Message { name: "PersistentVolumeClaimSpec", special: Plain, fields: &[
         many(1, "accessModes", Str),
-        one(2, "resources", Msg(153)),
+        one(2, "resources", Msg(156)),
         one(3, "volumeName", Str),
-        one(4, "selector", Msg(154)),
+        one(4, "selector", Msg(157)),
         keep(5, "storageClassName", Str),
         keep(6, "volumeMode", Str),
-        one(7, "dataSource", Msg(155)),
-        one(8, "dataSourceRef", Msg(156)),
+        one(7, "dataSource", Msg(158)),
+        one(8, "dataSourceRef", Msg(159)),
         keep(9, "volumeAttributesClassName", Str),
     ] },
-    // 62: api/core/v1.PersistentVolumeClaimStatus
+    // 63: api/core/v1.PersistentVolumeClaimStatus
     Message { name: "PersistentVolumeClaimStatus", special: Plain, fields: &[
         one(1, "phase", Str),
         many(2, "accessModes", Str),
-        map(3, "capacity", Msg(120)),
-        many(4, "conditions", Msg(157)),
-        map(5, "allocatedResources", Msg(120)),
+        map(3, "capacity", Msg(123)),
+        many(4, "conditions", Msg(160)),
+        map(5, "allocatedResources", Msg(123)),
         map(7, "allocatedResourceStatuses", Str),
         keep(8, "currentVolumeAttributesClassName", Str),
-        one(9, "modifyVolumeStatus", Msg(158)),
+        one(9, "modifyVolumeStatus", Msg(161)),
     ] },
-    // 63: api/core/v1.LimitRangeSpec
+    // 64: api/core/v1.LimitRangeSpec
     Message { name: "LimitRangeSpec", special: Plain, fields: &[
-        many(1, "limits", Msg(159)),
+        many(1, "limits", Msg(162)),
     ] },
-    // 64: api/core/v1.ResourceQuotaSpec
+    // 65: api/core/v1.ResourceQuotaSpec
     Message { name: "ResourceQuotaSpec", special: Plain, fields: &[
-        map(1, "hard", Msg(120)),
+        map(1, "hard", Msg(123)),
         many(2, "scopes", Str),
-        one(3, "scopeSelector", Msg(160)),
+        one(3, "scopeSelector", Msg(163)),
     ] },
-    // 65: api/core/v1.ResourceQuotaStatus
+    // 66: api/core/v1.ResourceQuotaStatus
     Message { name: "ResourceQuotaStatus", special: Plain, fields: &[
-        map(1, "hard", Msg(120)),
-        map(2, "used", Msg(120)),
+        map(1, "hard", Msg(123)),
+        map(2, "used", Msg(123)),
     ] },
-    // 66: api/core/v1.PodTemplateSpec
+    // 67: api/core/v1.PodTemplateSpec
     Message { name: "PodTemplateSpec", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(46)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(47)),
     ] },
-    // 67: api/apps/v1.DeploymentSpec
+    // 68: api/apps/v1.DeploymentSpec
     Message { name: "DeploymentSpec", special: Plain, fields: &[
         keep(1, "replicas", I32),
-        one(2, "selector", Msg(154)),
-        one(3, "template", Msg(66)),
-        one(4, "strategy", Msg(161)),
+        one(2, "selector", Msg(157)),
+        one(3, "template", Msg(67)),
+        one(4, "strategy", Msg(164)),
         one(5, "minReadySeconds", I32),
         keep(6, "revisionHistoryLimit", I32),
         one(7, "paused", Bool),
         keep(9, "progressDeadlineSeconds", I32),
     ] },
-    // 68: api/apps/v1.DeploymentStatus
+    // 69: api/apps/v1.DeploymentStatus
     Message { name: "DeploymentStatus", special: Plain, fields: &[
         one(1, "observedGeneration", I64),
         one(2, "replicas", I32),
         one(3, "updatedReplicas", I32),
         one(4, "availableReplicas", I32),
         one(5, "unavailableReplicas", I32),
-        many(6, "conditions", Msg(162)),
+        many(6, "conditions", Msg(165)),
         one(7, "readyReplicas", I32),
         keep(8, "collisionCount", I32),
         keep(9, "terminatingReplicas", I32),
     ] },
-    // 69: api/apps/v1.ReplicaSetSpec
+    // 70: api/apps/v1.ReplicaSetSpec
     Message { name: "ReplicaSetSpec", special: Plain, fields: &[
         keep(1, "replicas", I32),
-        one(2, "selector", Msg(154)),
-        one(3, "template", Msg(66)),
+        one(2, "selector", Msg(157)),
+        one(3, "template", Msg(67)),
         one(4, "minReadySeconds", I32),
     ] },
-    // 70: api/apps/v1.ReplicaSetStatus
+    // 71: api/apps/v1.ReplicaSetStatus
     Message { name: "ReplicaSetStatus", special: Plain, fields: &[
         keep(1, "replicas", I32),
         one(2, "fullyLabeledReplicas", I32),
         one(3, "observedGeneration", I64),
         one(4, "readyReplicas", I32),
         one(5, "availableReplicas", I32),
-        many(6, "conditions", Msg(163)),
+        many(6, "conditions", Msg(166)),
         keep(7, "terminatingReplicas", I32),
     ] },
-    // 71: api/apps/v1.StatefulSetSpec
+    // 72: api/apps/v1.StatefulSetSpec
     Message { name: "StatefulSetSpec", special: Plain, fields: &[
         keep(1, "replicas", I32),
-        one(2, "selector", Msg(154)),
-        one(3, "template", Msg(66)),
+        one(2, "selector", Msg(157)),
+        one(3, "template", Msg(67)),
         many(4, "volumeClaimTemplates", Msg(10)),
         keep(5, "serviceName", Str),
         one(6, "podManagementPolicy", Str),
-        one(7, "updateStrategy", Msg(164)),
+        one(7, "updateStrategy", Msg(167)),
         keep(8, "revisionHistoryLimit", I32),
         one(9, "minReadySeconds", I32),
-        one(10, "persistentVolumeClaimRetentionPolicy", Msg(165)),
-        one(11, "ordinals", Msg(166)),
+        one(10, "persistentVolumeClaimRetentionPolicy", Msg(168)),
+        one(11, "ordinals", Msg(169)),
     ] },
-    // 72: api/apps/v1.StatefulSetStatus
+    // 73: api/apps/v1.StatefulSetStatus
     Message { name: "StatefulSetStatus", special: Plain, fields: &[
         one(1, "observedGeneration", I64),
         keep(2, "replicas", I32),
@@ -603,18 +609,18 @@ pub(super) static MESSAGES: &[Message] = &[
         one(6, "currentRevision", Str),
         one(7, "updateRevision", Str),
         keep(9, "collisionCount", I32),
-        many(10, "conditions", Msg(167)),
+        many(10, "conditions", Msg(170)),
         keep(11, "availableReplicas", I32),
     ] },
-    // 73: api/apps/v1.DaemonSetSpec
+    // 74: api/apps/v1.DaemonSetSpec
     Message { name: "DaemonSetSpec", special: Plain, fields: &[
-        one(1, "selector", Msg(154)),
-        one(2, "template", Msg(66)),
-        one(3, "updateStrategy", Msg(168)),
+        one(1, "selector", Msg(157)),
+        one(2, "template", Msg(67)),
+        one(3, "updateStrategy", Msg(171)),
         one(4, "minReadySeconds", I32),
         keep(6, "revisionHistoryLimit", I32),
     ] },
-    // 74: api/apps/v1.DaemonSetStatus
+    // 75: api/apps/v1.DaemonSetStatus
     Message { name: "DaemonSetStatus", special: Plain, fields: &[
         keep(1, "currentNumberScheduled", I32),
         keep(2, "numberMisscheduled", I32),
@@ -625,188 +631,188 @@ pub(super) static MESSAGES: &[Message] = &[
         one(7, "numberAvailable", I32),
         one(8, "numberUnavailable", I32),
         keep(9, "collisionCount", I32),
-        many(10, "conditions", Msg(169)),
+        many(10, "conditions", Msg(172)),
     ] },
-    // 75: apimachinery/pkg/runtime.RawExtension
+    // 76: apimachinery/pkg/runtime.RawExtension
     Message { name: "RawExtension", special: RawJson, fields: &[] },
-    // 76: api/batch/v1.JobSpec
+    // 77: api/batch/v1.JobSpec
     Message { name: "JobSpec", special: Plain, fields: &[
         keep(1, "parallelism", I32),
         keep(2, "completions", I32),
         keep(3, "activeDeadlineSeconds", I64),
-        one(4, "selector", Msg(154)),
+        one(4, "selector", Msg(157)),
         keep(5, "manualSelector", Bool),
-        one(6, "template", Msg(66)),
+        one(6, "template", Msg(67)),
         keep(7, "backoffLimit", I32),
         keep(8, "ttlSecondsAfterFinished", I32),
         keep(9, "completionMode", Str),
         keep(10, "suspend", Bool),
-        one(11, "podFailurePolicy", Msg(170)),
+        one(11, "podFailurePolicy", Msg(173)),
         keep(12, "backoffLimitPerIndex", I32),
         keep(13, "maxFailedIndexes", I32),
         keep(14, "podReplacementPolicy", Str),
         keep(15, "managedBy", Str),
-        one(16, "successPolicy", Msg(171)),
+        one(16, "successPolicy", Msg(174)),
     ] },
-    // 77: api/batch/v1.JobStatus
+    // 78: api/batch/v1.JobStatus
     Message { name: "JobStatus", special: Plain, fields: &[
-        many(1, "conditions", Msg(172)),
-        one(2, "startTime", Msg(54)),
-        one(3, "completionTime", Msg(54)),
+        many(1, "conditions", Msg(175)),
+        one(2, "startTime", Msg(55)),
+        one(3, "completionTime", Msg(55)),
         one(4, "active", I32),
         one(5, "succeeded", I32),
         one(6, "failed", I32),
         one(7, "completedIndexes", Str),
-        one(8, "uncountedTerminatedPods", Msg(173)),
+        one(8, "uncountedTerminatedPods", Msg(176)),
         keep(9, "ready", I32),
         keep(10, "failedIndexes", Str),
         keep(11, "terminating", I32),
     ] },
-    // 78: api/batch/v1.CronJobSpec
+    // 79: api/batch/v1.CronJobSpec
     Message { name: "CronJobSpec", special: Plain, fields: &[
         keep(1, "schedule", Str),
         keep(2, "startingDeadlineSeconds", I64),
         one(3, "concurrencyPolicy", Str),
         keep(4, "suspend", Bool),
-        one(5, "jobTemplate", Msg(174)),
+        one(5, "jobTemplate", Msg(177)),
         keep(6, "successfulJobsHistoryLimit", I32),
         keep(7, "failedJobsHistoryLimit", I32),
         keep(8, "timeZone", Str),
     ] },
-    // 79: api/batch/v1.CronJobStatus
+    // 80: api/batch/v1.CronJobStatus
     Message { name: "CronJobStatus", special: Plain, fields: &[
-        many(1, "active", Msg(51)),
-        one(4, "lastScheduleTime", Msg(54)),
-        one(5, "lastSuccessfulTime", Msg(54)),
+        many(1, "active", Msg(52)),
+        one(4, "lastScheduleTime", Msg(55)),
+        one(5, "lastSuccessfulTime", Msg(55)),
     ] },
-    // 80: api/autoscaling/v1.HorizontalPodAutoscalerSpec
+    // 81: api/autoscaling/v1.HorizontalPodAutoscalerSpec
     Message { name: "HorizontalPodAutoscalerSpec", special: Plain, fields: &[
-        one(1, "scaleTargetRef", Msg(175)),
+        one(1, "scaleTargetRef", Msg(178)),
         keep(2, "minReplicas", I32),
         keep(3, "maxReplicas", I32),
         keep(4, "targetCPUUtilizationPercentage", I32),
     ] },
-    // 81: api/autoscaling/v1.HorizontalPodAutoscalerStatus
+    // 82: api/autoscaling/v1.HorizontalPodAutoscalerStatus
     Message { name: "HorizontalPodAutoscalerStatus", special: Plain, fields: &[
         keep(1, "observedGeneration", I64),
-        one(2, "lastScaleTime", Msg(54)),
+        one(2, "lastScaleTime", Msg(55)),
         keep(3, "currentReplicas", I32),
         keep(4, "desiredReplicas", I32),
         keep(5, "currentCPUUtilizationPercentage", I32),
     ] },
-    // 82: api/autoscaling/v1.ScaleSpec
+    // 83: api/autoscaling/v1.ScaleSpec
     Message { name: "ScaleSpec", special: Plain, fields: &[
         one(1, "replicas", I32),
     ] },
-    // 83: api/autoscaling/v1.ScaleStatus
+    // 84: api/autoscaling/v1.ScaleStatus
     Message { name: "ScaleStatus", special: Plain, fields: &[
         keep(1, "replicas", I32),
         one(2, "selector", Str),
     ] },
-    // 84: api/autoscaling/v2.HorizontalPodAutoscalerSpec
+    // 85: api/autoscaling/v2.HorizontalPodAutoscalerSpec
     Message { name: "HorizontalPodAutoscalerSpec", special: Plain, fields: &[
-        one(1, "scaleTargetRef", Msg(176)),
+        one(1, "scaleTargetRef", Msg(179)),
         keep(2, "minReplicas", I32),
         keep(3, "maxReplicas", I32),
-        many(4, "metrics", Msg(177)),
-        one(5, "behavior", Msg(178)),
+        many(4, "metrics", Msg(180)),
+        one(5, "behavior", Msg(181)),
     ] },
-    // 85: api/autoscaling/v2.HorizontalPodAutoscalerStatus
+    // 86: api/autoscaling/v2.HorizontalPodAutoscalerStatus
     Message { name: "HorizontalPodAutoscalerStatus", special: Plain, fields: &[
         keep(1, "observedGeneration", I64),
-        one(2, "lastScaleTime", Msg(54)),
+        one(2, "lastScaleTime", Msg(55)),
         one(3, "currentReplicas", I32),
         keep(4, "desiredReplicas", I32),
-        many(5, "currentMetrics", Msg(179)),
-        many(6, "conditions", Msg(180)),
+        many(5, "currentMetrics", Msg(182)),
+        many(6, "conditions", Msg(183)),
     ] },
-    // 86: api/networking/v1.IngressSpec
+    // 87: api/networking/v1.IngressSpec
     Message { name: "IngressSpec", special: Plain, fields: &[
-        one(1, "defaultBackend", Msg(181)),
-        many(2, "tls", Msg(182)),
-        many(3, "rules", Msg(183)),
+        one(1, "defaultBackend", Msg(184)),
+        many(2, "tls", Msg(185)),
+        many(3, "rules", Msg(186)),
         keep(4, "ingressClassName", Str),
     ] },
-    // 87: api/networking/v1.IngressStatus
+    // 88: api/networking/v1.IngressStatus
     Message { name: "IngressStatus", special: Plain, fields: &[
-        one(1, "loadBalancer", Msg(184)),
+        one(1, "loadBalancer", Msg(187)),
     ] },
-    // 88: api/networking/v1.IngressClassSpec
+    // 89: api/networking/v1.IngressClassSpec
     Message { name: "IngressClassSpec", special: Plain, fields: &[
         one(1, "controller", Str),
-        one(2, "parameters", Msg(185)),
+        one(2, "parameters", Msg(188)),
     ] },
-    // 89: api/networking/v1.NetworkPolicySpec
+    // 90: api/networking/v1.NetworkPolicySpec
     Message { name: "NetworkPolicySpec", special: Plain, fields: &[
-        one(1, "podSelector", Msg(154)),
-        many(2, "ingress", Msg(186)),
-        many(3, "egress", Msg(187)),
+        one(1, "podSelector", Msg(157)),
+        many(2, "ingress", Msg(189)),
+        many(3, "egress", Msg(190)),
         many(4, "policyTypes", Str),
     ] },
-    // 90: api/coordination/v1.LeaseSpec
+    // 91: api/coordination/v1.LeaseSpec
     Message { name: "LeaseSpec", special: Plain, fields: &[
         keep(1, "holderIdentity", Str),
         keep(2, "leaseDurationSeconds", I32),
-        one(3, "acquireTime", Msg(55)),
-        one(4, "renewTime", Msg(55)),
+        one(3, "acquireTime", Msg(56)),
+        one(4, "renewTime", Msg(56)),
         keep(5, "leaseTransitions", I32),
         keep(6, "strategy", Str),
         keep(7, "preferredHolder", Str),
     ] },
-    // 91: api/discovery/v1.Endpoint
+    // 92: api/discovery/v1.Endpoint
     Message { name: "Endpoint", special: Plain, fields: &[
         many(1, "addresses", Str),
-        one(2, "conditions", Msg(188)),
+        one(2, "conditions", Msg(191)),
         keep(3, "hostname", Str),
-        one(4, "targetRef", Msg(51)),
+        one(4, "targetRef", Msg(52)),
         map(5, "deprecatedTopology", Str),
         keep(6, "nodeName", Str),
         keep(7, "zone", Str),
-        one(8, "hints", Msg(189)),
+        one(8, "hints", Msg(192)),
     ] },
-    // 92: api/discovery/v1.EndpointPort
+    // 93: api/discovery/v1.EndpointPort
     Message { name: "EndpointPort", special: Plain, fields: &[
         keep(1, "name", Str),
         keep(2, "protocol", Str),
         keep(3, "port", I32),
         keep(4, "appProtocol", Str),
     ] },
-    // 93: api/events/v1.EventSeries
+    // 94: api/events/v1.EventSeries
     Message { name: "EventSeries", special: Plain, fields: &[
         keep(1, "count", I32),
-        one(2, "lastObservedTime", Msg(55)),
+        one(2, "lastObservedTime", Msg(56)),
     ] },
-    // 94: api/policy/v1.PodDisruptionBudgetSpec
+    // 95: api/policy/v1.PodDisruptionBudgetSpec
     Message { name: "PodDisruptionBudgetSpec", special: Plain, fields: &[
-        one(1, "minAvailable", Msg(190)),
-        one(2, "selector", Msg(154)),
-        one(3, "maxUnavailable", Msg(190)),
+        one(1, "minAvailable", Msg(193)),
+        one(2, "selector", Msg(157)),
+        one(3, "maxUnavailable", Msg(193)),
         keep(4, "unhealthyPodEvictionPolicy", Str),
     ] },
-    // 95: api/policy/v1.PodDisruptionBudgetStatus
+    // 96: api/policy/v1.PodDisruptionBudgetStatus
     Message { name: "PodDisruptionBudgetStatus", special: Plain, fields: &[
         one(1, "observedGeneration", I64),
-        map(2, "disruptedPods", Msg(54)),
+        map(2, "disruptedPods", Msg(55)),
         keep(3, "disruptionsAllowed", I32),
         keep(4, "currentHealthy", I32),
         keep(5, "desiredHealthy", I32),
         keep(6, "expectedPods", I32),
-        many(7, "conditions", Msg(137)),
+        many(7, "conditions", Msg(140)),
     ] },
-    // 96: apimachinery/pkg/apis/meta/v1.DeleteOptions
+    // 97: apimachinery/pkg/apis/meta/v1.DeleteOptions
     Message { name: "DeleteOptions", special: Plain, fields: &[
         keep(1, "gracePeriodSeconds", I64),
-        one(2, "preconditions", Msg(191)),
+        one(2, "preconditions", Msg(194)),
         keep(3, "orphanDependents", Bool),
         keep(4, "propagationPolicy", Str),
         many(5, "dryRun", Str),
         keep(6, "ignoreStoreReadErrorWithClusterBreakingPotential", Bool),
     ] },
-    // 97: api/core/v1.TopologySelectorTerm
+    // 98: api/core/v1.TopologySelectorTerm
     Message { name: "TopologySelectorTerm", special: Plain, fields: &[
-        many(1, "matchLabelExpressions", Msg(192)),
+        many(1, "matchLabelExpressions", Msg(195)),
     ] },
-    // 98: api/rbac/v1.PolicyRule
+    // 99: api/rbac/v1.PolicyRule
     Message { name: "PolicyRule", special: Plain, fields: &[
         many(1, "verbs", Str),
         many(2, "apiGroups", Str),
@@ -814,67 +820,78 @@ pub(super) static MESSAGES: &[Message] = &[
         many(4, "resourceNames", Str),
         many(5, "nonResourceURLs", Str),
     ] },
-    // 99: api/rbac/v1.Subject
+    // 100: api/rbac/v1.Subject
     Message { name: "Subject", special: Plain, fields: &[
         keep(1, "kind", Str),
         one(2, "apiGroup", Str),
         keep(3, "name", Str),
         one(4, "namespace", Str),
     ] },
-    // 100: api/rbac/v1.RoleRef
+    // 101: api/rbac/v1.RoleRef
     Message { name: "RoleRef", special: Plain, fields: &[
         keep(1, "apiGroup", Str),
         keep(2, "kind", Str),
         keep(3, "name", Str),
     ] },
-    // 101: api/rbac/v1.AggregationRule
+    // 102: api/rbac/v1.AggregationRule
     Message { name: "AggregationRule", special: Plain, fields: &[
-        many(1, "clusterRoleSelectors", Msg(154)),
+        many(1, "clusterRoleSelectors", Msg(157)),
     ] },
-    // 102: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceDefinitionSpec
+    // 103: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceDefinitionSpec
     Message { name: "CustomResourceDefinitionSpec", special: Plain, fields: &[
         keep(1, "group", Str),
-        one(3, "names", Msg(193)),
+        one(3, "names", Msg(196)),
         keep(4, "scope", Str),
-        many(7, "versions", Msg(194)),
-        one(9, "conversion", Msg(195)),
+        many(7, "versions", Msg(197)),
+        one(9, "conversion", Msg(198)),
         one(10, "preserveUnknownFields", Bool),
     ] },
-    // 103: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceDefinitionStatus
+    // 104: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceDefinitionStatus
     Message { name: "CustomResourceDefinitionStatus", special: Plain, fields: &[
-        many(1, "conditions", Msg(196)),
-        one(2, "acceptedNames", Msg(193)),
+        many(1, "conditions", Msg(199)),
+        one(2, "acceptedNames", Msg(196)),
         many(3, "storedVersions", Str),
         one(4, "observedGeneration", I64),
     ] },
-    // 104: api/authentication/v1.TokenRequestSpec
+    // 105: api/authentication/v1.TokenRequestSpec
     Message { name: "TokenRequestSpec", special: Plain, fields: &[
         many(1, "audiences", Str),
-        one(3, "boundObjectRef", Msg(197)),
+        one(3, "boundObjectRef", Msg(200)),
         keep(4, "expirationSeconds", I64),
     ] },
-    // 105: api/authentication/v1.TokenRequestStatus
+    // 106: api/authentication/v1.TokenRequestStatus
     Message { name: "TokenRequestStatus", special: Plain, fields: &[
         keep(1, "token", Str),
-        one(2, "expirationTimestamp", Msg(54)),
+        one(2, "expirationTimestamp", Msg(55)),
     ] },
-    // 106: api/authentication/v1.SelfSubjectReviewStatus
+    // 107: api/authentication/v1.SelfSubjectReviewStatus
     Message { name: "SelfSubjectReviewStatus", special: Plain, fields: &[
-        one(1, "userInfo", Msg(198)),
+        one(1, "userInfo", Msg(201)),
     ] },
-    // 107: api/authorization/v1.SelfSubjectAccessReviewSpec
+    // 108: api/authorization/v1.SelfSubjectAccessReviewSpec
     Message { name: "SelfSubjectAccessReviewSpec", special: Plain, fields: &[
-        one(1, "resourceAttributes", Msg(199)),
-        one(2, "nonResourceAttributes", Msg(200)),
+        one(1, "resourceAttributes", Msg(202)),
+        one(2, "nonResourceAttributes", Msg(203)),
     ] },
-    // 108: api/authorization/v1.SubjectAccessReviewStatus
+    // 109: api/authorization/v1.SubjectAccessReviewStatus
     Message { name: "SubjectAccessReviewStatus", special: Plain, fields: &[
         keep(1, "allowed", Bool),
         one(2, "reason", Str),
         one(3, "evaluationError", Str),
         one(4, "denied", Bool),
     ] },
-    // 109: apimachinery/pkg/apis/meta/v1.OwnerReference
+    // 110: api/authorization/v1.SelfSubjectRulesReviewSpec
+    Message { name: "SelfSubjectRulesReviewSpec", special: Plain, fields: &[
+        one(1, "namespace", Str),
+    ] },
+    // 111: api/authorization/v1.SubjectRulesReviewStatus
+    Message { name: "SubjectRulesReviewStatus", special: Plain, fields: &[
+        many(1, "resourceRules", Msg(204)),
+        many(2, "nonResourceRules", Msg(205)),
+        keep(3, "incomplete", Bool),
+        one(4, "evaluationError", Str),
+    ] },
+    // 112: apimachinery/pkg/apis/meta/v1.OwnerReference
     Message { name: "OwnerReference", special: Plain, fields: &[
         keep(1, "kind", Str),
         keep(3, "name", Str),
@@ -883,80 +900,80 @@ pub(super) static MESSAGES: &[Message] = &[
         keep(6, "controller", Bool),
         keep(7, "blockOwnerDeletion", Bool),
     ] },
-    // 110: apimachinery/pkg/apis/meta/v1.ManagedFieldsEntry
+    // 113: apimachinery/pkg/apis/meta/v1.ManagedFieldsEntry
     Message { name: "ManagedFieldsEntry", special: Plain, fields: &[
         one(1, "manager", Str),
         one(2, "operation", Str),
         one(3, "apiVersion", Str),
-        one(4, "time", Msg(54)),
+        one(4, "time", Msg(55)),
         one(6, "fieldsType", Str),
-        one(7, "fieldsV1", Msg(201)),
+        one(7, "fieldsV1", Msg(206)),
         one(8, "subresource", Str),
     ] },
-    // 111: api/core/v1.NamespaceCondition
+    // 114: api/core/v1.NamespaceCondition
     Message { name: "NamespaceCondition", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "status", Str),
-        one(4, "lastTransitionTime", Msg(54)),
+        one(4, "lastTransitionTime", Msg(55)),
         one(5, "reason", Str),
         one(6, "message", Str),
     ] },
-    // 112: api/core/v1.Volume
+    // 115: api/core/v1.Volume
     Message { name: "Volume", special: Plain, fields: &[
         keep(1, "name", Str),
-        inline(2, "volumeSource", Msg(202)),
+        inline(2, "volumeSource", Msg(207)),
     ] },
-    // 113: api/core/v1.Container
+    // 116: api/core/v1.Container
     Message { name: "Container", special: Plain, fields: &[
         keep(1, "name", Str),
         one(2, "image", Str),
         many(3, "command", Str),
         many(4, "args", Str),
         one(5, "workingDir", Str),
-        many(6, "ports", Msg(203)),
-        many(7, "env", Msg(204)),
-        one(8, "resources", Msg(126)),
-        many(9, "volumeMounts", Msg(205)),
-        one(10, "livenessProbe", Msg(206)),
-        one(11, "readinessProbe", Msg(206)),
-        one(12, "lifecycle", Msg(207)),
+        many(6, "ports", Msg(208)),
+        many(7, "env", Msg(209)),
+        one(8, "resources", Msg(129)),
+        many(9, "volumeMounts", Msg(210)),
+        one(10, "livenessProbe", Msg(211)),
+        one(11, "readinessProbe", Msg(211)),
+        one(12, "lifecycle", Msg(212)),
         one(13, "terminationMessagePath", Str),
         one(14, "imagePullPolicy", Str),
-        one(15, "securityContext", Msg(208)),
+        one(15, "securityContext", Msg(213)),
         one(16, "stdin", Bool),
         one(17, "stdinOnce", Bool),
         one(18, "tty", Bool),
-        many(19, "envFrom", Msg(209)),
+        many(19, "envFrom", Msg(214)),
         one(20, "terminationMessagePolicy", Str),
-        many(21, "volumeDevices", Msg(210)),
-        one(22, "startupProbe", Msg(206)),
-        many(23, "resizePolicy", Msg(211)),
+        many(21, "volumeDevices", Msg(215)),
+        one(22, "startupProbe", Msg(211)),
+        many(23, "resizePolicy", Msg(216)),
         keep(24, "restartPolicy", Str),
-        many(25, "restartPolicyRules", Msg(212)),
+        many(25, "restartPolicyRules", Msg(217)),
     ] },
-    // 114: api/core/v1.PodSecurityContext
+    // 117: api/core/v1.PodSecurityContext
     Message { name: "PodSecurityContext", special: Plain, fields: &[
-        one(1, "seLinuxOptions", Msg(213)),
+        one(1, "seLinuxOptions", Msg(218)),
         keep(2, "runAsUser", I64),
         keep(3, "runAsNonRoot", Bool),
         many(4, "supplementalGroups", I64),
         keep(5, "fsGroup", I64),
         keep(6, "runAsGroup", I64),
-        many(7, "sysctls", Msg(214)),
-        one(8, "windowsOptions", Msg(215)),
+        many(7, "sysctls", Msg(219)),
+        one(8, "windowsOptions", Msg(220)),
         keep(9, "fsGroupChangePolicy", Str),
-        one(10, "seccompProfile", Msg(216)),
-        one(11, "appArmorProfile", Msg(217)),
+        one(10, "seccompProfile", Msg(221)),
+        one(11, "appArmorProfile", Msg(222)),
         keep(12, "supplementalGroupsPolicy", Str),
         keep(13, "seLinuxChangePolicy", Str),
     ] },
-    // 115: api/core/v1.Affinity
+    // 118: api/core/v1.Affinity
     Message { name: "Affinity", special: Plain, fields: &[
-        one(1, "nodeAffinity", Msg(218)),
-        one(2, "podAffinity", Msg(219)),
-        one(3, "podAntiAffinity", Msg(220)),
+        one(1, "nodeAffinity", Msg(223)),
+        one(2, "podAffinity", Msg(224)),
+        one(3, "podAntiAffinity", Msg(225)),
     ] },
-    // 116: api/core/v1.Toleration
+    // 119: api/core/v1.Toleration
     Message { name: "Toleration", special: Plain, fields: &[
         one(1, "key", Str),
         one(2, "operator", Str),
@@ -964,181 +981,181 @@ pub(super) static MESSAGES: &[Message] = &[
         one(4, "effect", Str),
         keep(5, "tolerationSeconds", I64),
     ] },
-    // 117: api/core/v1.HostAlias
+    // 120: api/core/v1.HostAlias
     Message { name: "HostAlias", special: Plain, fields: &[
         keep(1, "ip", Str),
         many(2, "hostnames", Str),
     ] },
-    // 118: api/core/v1.PodDnsConfig
+    // 121: api/core/v1.PodDnsConfig
     Message { name: "PodDnsConfig", special: Plain, fields: &[
         many(1, "nameservers", Str),
         many(2, "searches", Str),
-        many(3, "options", Msg(221)),
+        many(3, "options", Msg(226)),
     ] },
-    // 119: api/core/v1.PodReadinessGate
+    // 122: api/core/v1.PodReadinessGate
     Message { name: "PodReadinessGate", special: Plain, fields: &[
         keep(1, "conditionType", Str),
     ] },
-    // 120: apimachinery/pkg/api/resource.Quantity
+    // 123: apimachinery/pkg/api/resource.Quantity
     Message { name: "Quantity", special: Quantity, fields: &[] },
-    // 121: api/core/v1.TopologySpreadConstraint
+    // 124: api/core/v1.TopologySpreadConstraint
     Message { name: "TopologySpreadConstraint", special: Plain, fields: &[
         keep(1, "maxSkew", I32),
         keep(2, "topologyKey", Str),
         keep(3, "whenUnsatisfiable", Str),
-        one(4, "labelSelector", Msg(154)),
+        one(4, "labelSelector", Msg(157)),
         keep(5, "minDomains", I32),
         keep(6, "nodeAffinityPolicy", Str),
         keep(7, "nodeTaintsPolicy", Str),
         many(8, "matchLabelKeys", Str),
     ] },
-    // 122: api/core/v1.EphemeralContainer
+    // 125: api/core/v1.EphemeralContainer
     Message { name: "EphemeralContainer", special: Plain, fields: &[
-        inline(1, "ephemeralContainerCommon", Msg(222)),
+        inline(1, "ephemeralContainerCommon", Msg(227)),
         one(2, "targetContainerName", Str),
     ] },
-    // 123: api/core/v1.PodOs
+    // 126: api/core/v1.PodOs
     Message { name: "PodOs", special: Plain, fields: &[
         keep(1, "name", Str),
     ] },
-    // 124: api/core/v1.PodSchedulingGate
+    // 127: api/core/v1.PodSchedulingGate
     Message { name: "PodSchedulingGate", special: Plain, fields: &[
         keep(1, "name", Str),
     ] },
-    // 125: api/core/v1.PodResourceClaim
+    // 128: api/core/v1.PodResourceClaim
     Message { name: "PodResourceClaim", special: Plain, fields: &[
         keep(1, "name", Str),
         keep(3, "resourceClaimName", Str),
         keep(4, "resourceClaimTemplateName", Str),
     ] },
-    // 126: api/core/v1.ResourceRequirements
+    // 129: api/core/v1.ResourceRequirements
     Message { name: "ResourceRequirements", special: Plain, fields: &[
-        map(1, "limits", Msg(120)),
-        map(2, "requests", Msg(120)),
-        many(3, "claims", Msg(223)),
+        map(1, "limits", Msg(123)),
+        map(2, "requests", Msg(123)),
+        many(3, "claims", Msg(228)),
     ] },
-    // 127: api/core/v1.WorkloadReference
+    // 130: api/core/v1.WorkloadReference
     Message { name: "WorkloadReference", special: Plain, fields: &[
         keep(1, "name", Str),
         keep(2, "podGroup", Str),
         one(3, "podGroupReplicaKey", Str),
     ] },
-    // 128: api/core/v1.PodCondition
+    // 131: api/core/v1.PodCondition
     Message { name: "PodCondition", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "status", Str),
-        one(3, "lastProbeTime", Msg(54)),
-        one(4, "lastTransitionTime", Msg(54)),
+        one(3, "lastProbeTime", Msg(55)),
+        one(4, "lastTransitionTime", Msg(55)),
         one(5, "reason", Str),
         one(6, "message", Str),
         one(7, "observedGeneration", I64),
     ] },
-    // 129: api/core/v1.ContainerStatus
+    // 132: api/core/v1.ContainerStatus
     Message { name: "ContainerStatus", special: Plain, fields: &[
         keep(1, "name", Str),
-        one(2, "state", Msg(224)),
-        one(3, "lastState", Msg(224)),
+        one(2, "state", Msg(229)),
+        one(3, "lastState", Msg(229)),
         keep(4, "ready", Bool),
         keep(5, "restartCount", I32),
         keep(6, "image", Str),
         keep(7, "imageID", Str),
         one(8, "containerID", Str),
         keep(9, "started", Bool),
-        map(10, "allocatedResources", Msg(120)),
-        one(11, "resources", Msg(126)),
-        many(12, "volumeMounts", Msg(225)),
-        one(13, "user", Msg(226)),
-        many(14, "allocatedResourcesStatus", Msg(227)),
+        map(10, "allocatedResources", Msg(123)),
+        one(11, "resources", Msg(129)),
+        many(12, "volumeMounts", Msg(230)),
+        one(13, "user", Msg(231)),
+        many(14, "allocatedResourcesStatus", Msg(232)),
         keep(15, "stopSignal", Str),
     ] },
-    // 130: api/core/v1.PodIp
+    // 133: api/core/v1.PodIp
     Message { name: "PodIp", special: Plain, fields: &[
         keep(1, "ip", Str),
     ] },
-    // 131: api/core/v1.PodResourceClaimStatus
+    // 134: api/core/v1.PodResourceClaimStatus
     Message { name: "PodResourceClaimStatus", special: Plain, fields: &[
         keep(1, "name", Str),
         keep(2, "resourceClaimName", Str),
     ] },
-    // 132: api/core/v1.HostIp
+    // 135: api/core/v1.HostIp
     Message { name: "HostIp", special: Plain, fields: &[
         keep(1, "ip", Str),
     ] },
-    // 133: api/core/v1.PodExtendedResourceClaimStatus
+    // 136: api/core/v1.PodExtendedResourceClaimStatus
     Message { name: "PodExtendedResourceClaimStatus", special: Plain, fields: &[
-        many(1, "requestMappings", Msg(228)),
+        many(1, "requestMappings", Msg(233)),
         keep(2, "resourceClaimName", Str),
     ] },
-    // 134: api/core/v1.ServicePort
+    // 137: api/core/v1.ServicePort
     Message { name: "ServicePort", special: Plain, fields: &[
         one(1, "name", Str),
         one(2, "protocol", Str),
         keep(3, "port", I32),
-        one(4, "targetPort", Msg(190)),
+        one(4, "targetPort", Msg(193)),
         one(5, "nodePort", I32),
         keep(6, "appProtocol", Str),
     ] },
-    // 135: api/core/v1.SessionAffinityConfig
+    // 138: api/core/v1.SessionAffinityConfig
     Message { name: "SessionAffinityConfig", special: Plain, fields: &[
-        one(1, "clientIP", Msg(229)),
+        one(1, "clientIP", Msg(234)),
     ] },
-    // 136: api/core/v1.LoadBalancerStatus
+    // 139: api/core/v1.LoadBalancerStatus
     Message { name: "LoadBalancerStatus", special: Plain, fields: &[
-        many(1, "ingress", Msg(230)),
+        many(1, "ingress", Msg(235)),
     ] },
-    // 137: apimachinery/pkg/apis/meta/v1.Condition
+    // 140: apimachinery/pkg/apis/meta/v1.Condition
     Message { name: "Condition", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "status", Str),
         one(3, "observedGeneration", I64),
-        one(4, "lastTransitionTime", Msg(54)),
+        one(4, "lastTransitionTime", Msg(55)),
         keep(5, "reason", Str),
         keep(6, "message", Str),
     ] },
-    // 138: api/core/v1.EndpointAddress
+    // 141: api/core/v1.EndpointAddress
     Message { name: "EndpointAddress", special: Plain, fields: &[
         keep(1, "ip", Str),
-        one(2, "targetRef", Msg(51)),
+        one(2, "targetRef", Msg(52)),
         one(3, "hostname", Str),
         keep(4, "nodeName", Str),
     ] },
-    // 139: api/core/v1.EndpointPort
+    // 142: api/core/v1.EndpointPort
     Message { name: "EndpointPort", special: Plain, fields: &[
         one(1, "name", Str),
         keep(2, "port", I32),
         one(3, "protocol", Str),
         keep(4, "appProtocol", Str),
     ] },
-    // 140: api/core/v1.Taint
+    // 143: api/core/v1.Taint
     Message { name: "Taint", special: Plain, fields: &[
         keep(1, "key", Str),
         one(2, "value", Str),
         keep(3, "effect", Str),
-        one(4, "timeAdded", Msg(54)),
+        one(4, "timeAdded", Msg(55)),
     ] },
-    // 141: api/core/v1.NodeConfigSource
+    // 144: api/core/v1.NodeConfigSource
     Message { name: "NodeConfigSource", special: Plain, fields: &[
-        one(2, "configMap", Msg(231)),
+        one(2, "configMap", Msg(236)),
     ] },
-    // 142: api/core/v1.NodeCondition
+    // 145: api/core/v1.NodeCondition
     Message { name: "NodeCondition", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "status", Str),
-        one(3, "lastHeartbeatTime", Msg(54)),
-        one(4, "lastTransitionTime", Msg(54)),
+        one(3, "lastHeartbeatTime", Msg(55)),
+        one(4, "lastTransitionTime", Msg(55)),
         one(5, "reason", Str),
         one(6, "message", Str),
     ] },
-    // 143: api/core/v1.NodeAddress
+    // 146: api/core/v1.NodeAddress
     Message { name: "NodeAddress", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "address", Str),
     ] },
-    // 144: api/core/v1.NodeDaemonEndpoints
+    // 147: api/core/v1.NodeDaemonEndpoints
     Message { name: "NodeDaemonEndpoints", special: Plain, fields: &[
-        one(1, "kubeletEndpoint", Msg(232)),
+        one(1, "kubeletEndpoint", Msg(237)),
     ] },
-    // 145: api/core/v1.NodeSystemInfo
+    // 148: api/core/v1.NodeSystemInfo
     Message { name: "NodeSystemInfo", special: Plain, fields: &[
         keep(1, "machineID", Str),
         keep(2, "systemUUID", Str),
@@ -1150,260 +1167,260 @@ pub(super) static MESSAGES: &[Message] = &[
         keep(8, "kubeProxyVersion", Str),
         keep(9, "operatingSystem", Str),
         keep(10, "architecture", Str),
-        one(11, "swap", Msg(233)),
+        one(11, "swap", Msg(238)),
     ] },
-    // 146: api/core/v1.ContainerImage
+    // 149: api/core/v1.ContainerImage
     Message { name: "ContainerImage", special: Plain, fields: &[
         many(1, "names", Str),
         one(2, "sizeBytes", I64),
     ] },
-    // 147: api/core/v1.AttachedVolume
+    // 150: api/core/v1.AttachedVolume
     Message { name: "AttachedVolume", special: Plain, fields: &[
         keep(1, "name", Str),
         keep(2, "devicePath", Str),
     ] },
-    // 148: api/core/v1.NodeConfigStatus
+    // 151: api/core/v1.NodeConfigStatus
     Message { name: "NodeConfigStatus", special: Plain, fields: &[
-        one(1, "assigned", Msg(141)),
-        one(2, "active", Msg(141)),
-        one(3, "lastKnownGood", Msg(141)),
+        one(1, "assigned", Msg(144)),
+        one(2, "active", Msg(144)),
+        one(3, "lastKnownGood", Msg(144)),
         one(4, "error", Str),
     ] },
-    // 149: api/core/v1.NodeRuntimeHandler
+    // 152: api/core/v1.NodeRuntimeHandler
     Message { name: "NodeRuntimeHandler", special: Plain, fields: &[
         keep(1, "name", Str),
-        one(2, "features", Msg(234)),
+        one(2, "features", Msg(239)),
     ] },
-    // 150: api/core/v1.NodeFeatures
+    // 153: api/core/v1.NodeFeatures
     Message { name: "NodeFeatures", special: Plain, fields: &[
         keep(1, "supplementalGroupsPolicy", Bool),
     ] },
-    // 151: api/core/v1.PersistentVolumeSource
+    // 154: api/core/v1.PersistentVolumeSource
     Message { name: "PersistentVolumeSource", special: Plain, fields: &[
-        one(1, "gcePersistentDisk", Msg(235)),
-        one(2, "awsElasticBlockStore", Msg(236)),
-        one(3, "hostPath", Msg(237)),
-        one(4, "glusterfs", Msg(238)),
-        one(5, "nfs", Msg(239)),
-        one(6, "rbd", Msg(240)),
-        one(7, "iscsi", Msg(241)),
-        one(8, "cinder", Msg(242)),
-        one(9, "cephfs", Msg(243)),
-        one(10, "fc", Msg(244)),
-        one(11, "flocker", Msg(245)),
-        one(12, "flexVolume", Msg(246)),
-        one(13, "azureFile", Msg(247)),
-        one(14, "vsphereVolume", Msg(248)),
-        one(15, "quobyte", Msg(249)),
-        one(16, "azureDisk", Msg(250)),
-        one(17, "photonPersistentDisk", Msg(251)),
-        one(18, "portworxVolume", Msg(252)),
-        one(19, "scaleIO", Msg(253)),
-        one(20, "local", Msg(254)),
-        one(21, "storageos", Msg(255)),
-        one(22, "csi", Msg(256)),
+        one(1, "gcePersistentDisk", Msg(240)),
+        one(2, "awsElasticBlockStore", Msg(241)),
+        one(3, "hostPath", Msg(242)),
+        one(4, "glusterfs", Msg(243)),
+        one(5, "nfs", Msg(244)),
+        one(6, "rbd", Msg(245)),
+        one(7, "iscsi", Msg(246)),
+        one(8, "cinder", Msg(247)),
+        one(9, "cephfs", Msg(248)),
+        one(10, "fc", Msg(249)),
+        one(11, "flocker", Msg(250)),
+        one(12, "flexVolume", Msg(251)),
+        one(13, "azureFile", Msg(252)),
+        one(14, "vsphereVolume", Msg(253)),
+        one(15, "quobyte", Msg(254)),
+        one(16, "azureDisk", Msg(255)),
+        one(17, "photonPersistentDisk", Msg(256)),
+        one(18, "portworxVolume", Msg(257)),
+        one(19, "scaleIO", Msg(258)),
+        one(20, "local", Msg(259)),
+        one(21, "storageos", Msg(260)),
+        one(22, "csi", Msg(261)),
     ] },
-    // 152: api/core/v1.VolumeNodeAffinity
+    // 155: api/core/v1.VolumeNodeAffinity
     Message { name: "VolumeNodeAffinity", special: Plain, fields: &[
-        one(1, "required", Msg(257)),
+        one(1, "required", Msg(262)),
     ] },
-    // 153: api/core/v1.VolumeResourceRequirements
+    // 156: api/core/v1.VolumeResourceRequirements
     Message { name: "VolumeResourceRequirements", special: Plain, fields: &[
-        map(1, "limits", Msg(120)),
-        map(2, "requests", Msg(120)),
+        map(1, "limits", Msg(123)),
+        map(2, "requests", Msg(123)),
     ] },
-    // 154: apimachinery/pkg/apis/meta/v1.LabelSelector
+    // 157: apimachinery/pkg/apis/meta/v1.LabelSelector
     Message { name: "LabelSelector", special: Plain, fields: &[
         map(1, "matchLabels", Str),
-        many(2, "matchExpressions", Msg(258)),
+        many(2, "matchExpressions", Msg(263)),
     ] },
-    // 155: api/core/v1.TypedLocalObjectReference
+    // 158: api/core/v1.TypedLocalObjectReference
     Message { name: "TypedLocalObjectReference", special: Plain, fields: &[
         keep(1, "apiGroup", Str),
         keep(2, "kind", Str),
         keep(3, "name", Str),
     ] },
-    // 156: api/core/v1.TypedObjectReference
+    // 159: api/core/v1.TypedObjectReference
     Message { name: "TypedObjectReference", special: Plain, fields: &[
         keep(1, "apiGroup", Str),
         keep(2, "kind", Str),
         keep(3, "name", Str),
         keep(4, "namespace", Str),
     ] },
-    // 157: api/core/v1.PersistentVolumeClaimCondition
+    // 160: api/core/v1.PersistentVolumeClaimCondition
     Message { name: "PersistentVolumeClaimCondition", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "status", Str),
-        one(3, "lastProbeTime", Msg(54)),
-        one(4, "lastTransitionTime", Msg(54)),
+        one(3, "lastProbeTime", Msg(55)),
+        one(4, "lastTransitionTime", Msg(55)),
         one(5, "reason", Str),
         one(6, "message", Str),
     ] },
-    // 158: api/core/v1.ModifyVolumeStatus
+    // 161: api/core/v1.ModifyVolumeStatus
     Message { name: "ModifyVolumeStatus", special: Plain, fields: &[
         one(1, "targetVolumeAttributesClassName", Str),
         keep(2, "status", Str),
     ] },
-    // 159: api/core/v1.LimitRangeItem
+    // 162: api/core/v1.LimitRangeItem
     Message { name: "LimitRangeItem", special: Plain, fields: &[
         keep(1, "type", Str),
-        map(2, "max", Msg(120)),
-        map(3, "min", Msg(120)),
-        map(4, "default", Msg(120)),
-        map(5, "defaultRequest", Msg(120)),
-        map(6, "maxLimitRequestRatio", Msg(120)),
+        map(2, "max", Msg(123)),
+        map(3, "min", Msg(123)),
+        map(4, "default", Msg(123)),
+        map(5, "defaultRequest", Msg(123)),
+        map(6, "maxLimitRequestRatio", Msg(123)),
     ] },
-    // 160: api/core/v1.ScopeSelector
+    // 163: api/core/v1.ScopeSelector
     Message { name: "ScopeSelector", special: Plain, fields: &[
-        many(1, "matchExpressions", Msg(259)),
+        many(1, "matchExpressions", Msg(264)),
     ] },
-    // 161: api/apps/v1.DeploymentStrategy
+    // 164: api/apps/v1.DeploymentStrategy
     Message { name: "DeploymentStrategy", special: Plain, fields: &[
         one(1, "type", Str),
-        one(2, "rollingUpdate", Msg(260)),
+        one(2, "rollingUpdate", Msg(265)),
     ] },
-    // 162: api/apps/v1.DeploymentCondition
+    // 165: api/apps/v1.DeploymentCondition
     Message { name: "DeploymentCondition", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "status", Str),
         one(4, "reason", Str),
         one(5, "message", Str),
-        one(6, "lastUpdateTime", Msg(54)),
-        one(7, "lastTransitionTime", Msg(54)),
+        one(6, "lastUpdateTime", Msg(55)),
+        one(7, "lastTransitionTime", Msg(55)),
     ] },
-    // 163: api/apps/v1.ReplicaSetCondition
+    // 166: api/apps/v1.ReplicaSetCondition
     Message { name: "ReplicaSetCondition", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "status", Str),
-        one(3, "lastTransitionTime", Msg(54)),
+        one(3, "lastTransitionTime", Msg(55)),
         one(4, "reason", Str),
         one(5, "message", Str),
     ] },
-    // 164: api/apps/v1.StatefulSetUpdateStrategy
+    // 167: api/apps/v1.StatefulSetUpdateStrategy
     Message { name: "StatefulSetUpdateStrategy", special: Plain, fields: &[
         one(1, "type", Str),
-        one(2, "rollingUpdate", Msg(261)),
+        one(2, "rollingUpdate", Msg(266)),
     ] },
-    // 165: api/apps/v1.StatefulSetPersistentVolumeClaimRetentionPolicy
+    // 168: api/apps/v1.StatefulSetPersistentVolumeClaimRetentionPolicy
     Message { name: "StatefulSetPersistentVolumeClaimRetentionPolicy", special: Plain, fields: &[
         one(1, "whenDeleted", Str),
         one(2, "whenScaled", Str),
     ] },
-    // 166: api/apps/v1.StatefulSetOrdinals
+    // 169: api/apps/v1.StatefulSetOrdinals
     Message { name: "StatefulSetOrdinals", special: Plain, fields: &[
         keep(1, "start", I32),
     ] },
-    // 167: api/apps/v1.StatefulSetCondition
+    // 170: api/apps/v1.StatefulSetCondition
     Message { name: "StatefulSetCondition", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "status", Str),
-        one(3, "lastTransitionTime", Msg(54)),
+        one(3, "lastTransitionTime", Msg(55)),
         one(4, "reason", Str),
         one(5, "message", Str),
     ] },
-    // 168: api/apps/v1.DaemonSetUpdateStrategy
+    // 171: api/apps/v1.DaemonSetUpdateStrategy
     Message { name: "DaemonSetUpdateStrategy", special: Plain, fields: &[
         one(1, "type", Str),
-        one(2, "rollingUpdate", Msg(262)),
+        one(2, "rollingUpdate", Msg(267)),
     ] },
-    // 169: api/apps/v1.DaemonSetCondition
+    // 172: api/apps/v1.DaemonSetCondition
     Message { name: "DaemonSetCondition", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "status", Str),
-        one(3, "lastTransitionTime", Msg(54)),
+        one(3, "lastTransitionTime", Msg(55)),
         one(4, "reason", Str),
         one(5, "message", Str),
     ] },
-    // 170: api/batch/v1.PodFailurePolicy
+    // 173: api/batch/v1.PodFailurePolicy
     Message { name: "PodFailurePolicy", special: Plain, fields: &[
-        many(1, "rules", Msg(263)),
+        many(1, "rules", Msg(268)),
     ] },
-    // 171: api/batch/v1.SuccessPolicy
+    // 174: api/batch/v1.SuccessPolicy
     Message { name: "SuccessPolicy", special: Plain, fields: &[
-        many(1, "rules", Msg(264)),
+        many(1, "rules", Msg(269)),
     ] },
-    // 172: api/batch/v1.JobCondition
+    // 175: api/batch/v1.JobCondition
     Message { name: "JobCondition", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "status", Str),
-        one(3, "lastProbeTime", Msg(54)),
-        one(4, "lastTransitionTime", Msg(54)),
+        one(3, "lastProbeTime", Msg(55)),
+        one(4, "lastTransitionTime", Msg(55)),
         one(5, "reason", Str),
         one(6, "message", Str),
     ] },
-    // 173: api/batch/v1.UncountedTerminatedPods
+    // 176: api/batch/v1.UncountedTerminatedPods
     Message { name: "UncountedTerminatedPods", special: Plain, fields: &[
         many(1, "succeeded", Str),
         many(2, "failed", Str),
     ] },
-    // 174: api/batch/v1.JobTemplateSpec
+    // 177: api/batch/v1.JobTemplateSpec
     Message { name: "JobTemplateSpec", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(76)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(77)),
     ] },
-    // 175: api/autoscaling/v1.CrossVersionObjectReference
+    // 178: api/autoscaling/v1.CrossVersionObjectReference
     Message { name: "CrossVersionObjectReference", special: Plain, fields: &[
         keep(1, "kind", Str),
         keep(2, "name", Str),
         one(3, "apiVersion", Str),
     ] },
-    // 176: api/autoscaling/v2.CrossVersionObjectReference
+    // 179: api/autoscaling/v2.CrossVersionObjectReference
     Message { name: "CrossVersionObjectReference", special: Plain, fields: &[
         keep(1, "kind", Str),
         keep(2, "name", Str),
         one(3, "apiVersion", Str),
     ] },
-    // 177: api/autoscaling/v2.MetricSpec
+    // 180: api/autoscaling/v2.MetricSpec
     Message { name: "MetricSpec", special: Plain, fields: &[
         keep(1, "type", Str),
-        one(2, "object", Msg(265)),
-        one(3, "pods", Msg(266)),
-        one(4, "resource", Msg(267)),
-        one(5, "external", Msg(268)),
-        one(7, "containerResource", Msg(269)),
+        one(2, "object", Msg(270)),
+        one(3, "pods", Msg(271)),
+        one(4, "resource", Msg(272)),
+        one(5, "external", Msg(273)),
+        one(7, "containerResource", Msg(274)),
     ] },
-    // 178: api/autoscaling/v2.HorizontalPodAutoscalerBehavior
+    // 181: api/autoscaling/v2.HorizontalPodAutoscalerBehavior
     Message { name: "HorizontalPodAutoscalerBehavior", special: Plain, fields: &[
-        one(1, "scaleUp", Msg(270)),
-        one(2, "scaleDown", Msg(270)),
+        one(1, "scaleUp", Msg(275)),
+        one(2, "scaleDown", Msg(275)),
     ] },
-    // 179: api/autoscaling/v2.MetricStatus
+    // 182: api/autoscaling/v2.MetricStatus
     Message { name: "MetricStatus", special: Plain, fields: &[
         keep(1, "type", Str),
-        one(2, "object", Msg(271)),
-        one(3, "pods", Msg(272)),
-        one(4, "resource", Msg(273)),
-        one(5, "external", Msg(274)),
-        one(7, "containerResource", Msg(275)),
+        one(2, "object", Msg(276)),
+        one(3, "pods", Msg(277)),
+        one(4, "resource", Msg(278)),
+        one(5, "external", Msg(279)),
+        one(7, "containerResource", Msg(280)),
     ] },
-    // 180: api/autoscaling/v2.HorizontalPodAutoscalerCondition
+    // 183: api/autoscaling/v2.HorizontalPodAutoscalerCondition
     Message { name: "HorizontalPodAutoscalerCondition", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "status", Str),
-        one(3, "lastTransitionTime", Msg(54)),
+        one(3, "lastTransitionTime", Msg(55)),
         one(4, "reason", Str),
         one(5, "message", Str),
     ] },
-    // 181: api/networking/v1.IngressBackend
+    // 184: api/networking/v1.IngressBackend
     Message { name: "IngressBackend", special: Plain, fields: &[
-        one(3, "resource", Msg(155)),
-        one(4, "service", Msg(276)),
+        one(3, "resource", Msg(158)),
+        one(4, "service", Msg(281)),
     ] },
-    // 182: api/networking/v1.IngressTls
+    // 185: api/networking/v1.IngressTls
     Message { name: "IngressTls", special: Plain, fields: &[
         many(1, "hosts", Str),
         one(2, "secretName", Str),
     ] },
-    // 183: api/networking/v1.IngressRule
+    // 186: api/networking/v1.IngressRule
     Message { name: "IngressRule", special: Plain, fields: &[
         one(1, "host", Str),
-        inline(2, "ingressRuleValue", Msg(277)),
+        inline(2, "ingressRuleValue", Msg(282)),
     ] },
-    // 184: api/networking/v1.IngressLoadBalancerStatus
+    // 187: api/networking/v1.IngressLoadBalancerStatus
     Message { name: "IngressLoadBalancerStatus", special: Plain, fields: &[
-        many(1, "ingress", Msg(278)),
+        many(1, "ingress", Msg(283)),
     ] },
-    // 185: api/networking/v1.IngressClassParametersReference
+    // 188: api/networking/v1.IngressClassParametersReference
     Message { name: "IngressClassParametersReference", special: Plain, fields: &[
         keep(1, "apiGroup", Str),
         keep(2, "kind", Str),
@@ -1411,40 +1428,40 @@ pub(super) static MESSAGES: &[Message] = &[
         keep(4, "scope", Str),
         keep(5, "namespace", Str),
     ] },
-    // 186: api/networking/v1.NetworkPolicyIngressRule
+    // 189: api/networking/v1.NetworkPolicyIngressRule
     Message { name: "NetworkPolicyIngressRule", special: Plain, fields: &[
-        many(1, "ports", Msg(279)),
-        many(2, "from", Msg(280)),
+        many(1, "ports", Msg(284)),
+        many(2, "from", Msg(285)),
     ] },
-    // 187: api/networking/v1.NetworkPolicyEgressRule
+    // 190: api/networking/v1.NetworkPolicyEgressRule
     Message { name: "NetworkPolicyEgressRule", special: Plain, fields: &[
-        many(1, "ports", Msg(279)),
-        many(2, "to", Msg(280)),
+        many(1, "ports", Msg(284)),
+        many(2, "to", Msg(285)),
     ] },
-    // 188: api/discovery/v1.EndpointConditions
+    // 191: api/discovery/v1.EndpointConditions
     Message { name: "EndpointConditions", special: Plain, fields: &[
         keep(1, "ready", Bool),
         keep(2, "serving", Bool),
         keep(3, "terminating", Bool),
     ] },
-    // 189: api/discovery/v1.EndpointHints
+    // 192: api/discovery/v1.EndpointHints
     Message { name: "EndpointHints", special: Plain, fields: &[
-        many(1, "forZones", Msg(281)),
-        many(2, "forNodes", Msg(282)),
+        many(1, "forZones", Msg(286)),
+        many(2, "forNodes", Msg(287)),
     ] },
-    // 190: apimachinery/pkg/util/intstr.IntOrString
+    // 193: apimachinery/pkg/util/intstr.IntOrString
     Message { name: "IntOrString", special: IntOrString, fields: &[] },
-    // 191: apimachinery/pkg/apis/meta/v1.Preconditions
+    // 194: apimachinery/pkg/apis/meta/v1.Preconditions
     Message { name: "Preconditions", special: Plain, fields: &[
         keep(1, "uid", Str),
         keep(2, "resourceVersion", Str),
     ] },
-    // 192: api/core/v1.TopologySelectorLabelRequirement
+    // 195: api/core/v1.TopologySelectorLabelRequirement
     Message { name: "TopologySelectorLabelRequirement", special: Plain, fields: &[
         keep(1, "key", Str),
         many(2, "values", Str),
     ] },
-    // 193: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceDefinitionNames
+    // 196: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceDefinitionNames
     Message { name: "CustomResourceDefinitionNames", special: Plain, fields: &[
         keep(1, "plural", Str),
         one(2, "singular", Str),
@@ -1453,47 +1470,47 @@ pub(super) static MESSAGES: &[Message] = &[
         one(5, "listKind", Str),
         many(6, "categories", Str),
     ] },
-    // 194: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceDefinitionVersion
+    // 197: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceDefinitionVersion
     Message { name: "CustomResourceDefinitionVersion", special: Plain, fields: &[
         keep(1, "name", Str),
         keep(2, "served", Bool),
         keep(3, "storage", Bool),
-        one(4, "schema", Msg(283)),
-        one(5, "subresources", Msg(284)),
-        many(6, "additionalPrinterColumns", Msg(285)),
+        one(4, "schema", Msg(288)),
+        one(5, "subresources", Msg(289)),
+        many(6, "additionalPrinterColumns", Msg(290)),
         one(7, "deprecated", Bool),
         keep(8, "deprecationWarning", Str),
-        many(9, "selectableFields", Msg(286)),
+        many(9, "selectableFields", Msg(291)),
     ] },
-    // 195: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceConversion
+    // 198: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceConversion
     Message { name: "CustomResourceConversion", special: Plain, fields: &[
         keep(1, "strategy", Str),
-        one(2, "webhook", Msg(287)),
+        one(2, "webhook", Msg(292)),
     ] },
-    // 196: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceDefinitionCondition
+    // 199: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceDefinitionCondition
     Message { name: "CustomResourceDefinitionCondition", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "status", Str),
-        one(3, "lastTransitionTime", Msg(54)),
+        one(3, "lastTransitionTime", Msg(55)),
         one(4, "reason", Str),
         one(5, "message", Str),
         one(6, "observedGeneration", I64),
     ] },
-    // 197: api/authentication/v1.BoundObjectReference
+    // 200: api/authentication/v1.BoundObjectReference
     Message { name: "BoundObjectReference", special: Plain, fields: &[
         one(1, "kind", Str),
         one(2, "apiVersion", Str),
         one(3, "name", Str),
         one(4, "uid", Str),
     ] },
-    // 198: api/authentication/v1.UserInfo
+    // 201: api/authentication/v1.UserInfo
     Message { name: "UserInfo", special: Plain, fields: &[
         one(1, "username", Str),
         one(2, "uid", Str),
         many(3, "groups", Str),
-        map(4, "extra", Msg(288)),
+        map(4, "extra", Msg(293)),
     ] },
-    // 199: api/authorization/v1.ResourceAttributes
+    // 202: api/authorization/v1.ResourceAttributes
     Message { name: "ResourceAttributes", special: Plain, fields: &[
         one(1, "namespace", Str),
         one(2, "verb", Str),
@@ -1502,50 +1519,62 @@ pub(super) static MESSAGES: &[Message] = &[
         one(5, "resource", Str),
         one(6, "subresource", Str),
         one(7, "name", Str),
-        one(8, "fieldSelector", Msg(289)),
-        one(9, "labelSelector", Msg(290)),
+        one(8, "fieldSelector", Msg(294)),
+        one(9, "labelSelector", Msg(295)),
     ] },
-    // 200: api/authorization/v1.NonResourceAttributes
+    // 203: api/authorization/v1.NonResourceAttributes
     Message { name: "NonResourceAttributes", special: Plain, fields: &[
         one(1, "path", Str),
         one(2, "verb", Str),
     ] },
-    // 201: apimachinery/pkg/apis/meta/v1.FieldsV1
-    Message { name: "FieldsV1", special: RawJson, fields: &[] },
-    // 202: api/core/v1.VolumeSource
-    Message { name: "VolumeSource", special: Plain, fields: &[
-        one(1, "hostPath", Msg(237)),
-        one(2, "emptyDir", Msg(291)),
-        one(3, "gcePersistentDisk", Msg(235)),
-        one(4, "awsElasticBlockStore", Msg(236)),
-        one(5, "gitRepo", Msg(292)),
-        one(6, "secret", Msg(293)),
-        one(7, "nfs", Msg(239)),
-        one(8, "iscsi", Msg(294)),
-        one(9, "glusterfs", Msg(295)),
-        one(10, "persistentVolumeClaim", Msg(296)),
-        one(11, "rbd", Msg(297)),
-        one(12, "flexVolume", Msg(298)),
-        one(13, "cinder", Msg(299)),
-        one(14, "cephfs", Msg(300)),
-        one(15, "flocker", Msg(245)),
-        one(16, "downwardAPI", Msg(301)),
-        one(17, "fc", Msg(244)),
-        one(18, "azureFile", Msg(302)),
-        one(19, "configMap", Msg(303)),
-        one(20, "vsphereVolume", Msg(248)),
-        one(21, "quobyte", Msg(249)),
-        one(22, "azureDisk", Msg(250)),
-        one(23, "photonPersistentDisk", Msg(251)),
-        one(24, "portworxVolume", Msg(252)),
-        one(25, "scaleIO", Msg(304)),
-        one(26, "projected", Msg(305)),
-        one(27, "storageos", Msg(306)),
-        one(28, "csi", Msg(307)),
-        one(29, "ephemeral", Msg(308)),
-        one(30, "image", Msg(309)),
+    // 204: api/authorization/v1.ResourceRule
+    Message { name: "ResourceRule", special: Plain, fields: &[
+        many(1, "verbs", Str),
+        many(2, "apiGroups", Str),
+        many(3, "resources", Str),
+        many(4, "resourceNames", Str),
     ] },
-    // 203: api/core/v1.ContainerPort
+    // 205: api/authorization/v1.NonResourceRule
+    Message { name: "NonResourceRule", special: Plain, fields: &[
+        many(1, "verbs", Str),
+        many(2, "nonResourceURLs", Str),
+    ] },
+    // 206: apimachinery/pkg/apis/meta/v1.FieldsV1
+    Message { name: "FieldsV1", special: RawJson, fields: &[] },
+    // 207: api/core/v1.VolumeSource
+    Message { name: "VolumeSource", special: Plain, fields: &[
+        one(1, "hostPath", Msg(242)),
+        one(2, "emptyDir", Msg(296)),
+        one(3, "gcePersistentDisk", Msg(240)),
+        one(4, "awsElasticBlockStore", Msg(241)),
+        one(5, "gitRepo", Msg(297)),
+        one(6, "secret", Msg(298)),
+        one(7, "nfs", Msg(244)),
+        one(8, "iscsi", Msg(299)),
+        one(9, "glusterfs", Msg(300)),
+        one(10, "persistentVolumeClaim", Msg(301)),
+        one(11, "rbd", Msg(302)),
+        one(12, "flexVolume", Msg(303)),
+        one(13, "cinder", Msg(304)),
+        one(14, "cephfs", Msg(305)),
+        one(15, "flocker", Msg(250)),
+        one(16, "downwardAPI", Msg(306)),
+        one(17, "fc", Msg(249)),
+        one(18, "azureFile", Msg(307)),
+        one(19, "configMap", Msg(308)),
+        one(20, "vsphereVolume", Msg(253)),
+        one(21, "quobyte", Msg(254)),
+        one(22, "azureDisk", Msg(255)),
+        one(23, "photonPersistentDisk", Msg(256)),
+        one(24, "portworxVolume", Msg(257)),
+        one(25, "scaleIO", Msg(309)),
+        one(26, "projected", Msg(310)),
+        one(27, "storageos", Msg(311)),
+        one(28, "csi", Msg(312)),
+        one(29, "ephemeral", Msg(313)),
+        one(30, "image", Msg(314)),
+    ] },
+    // 208: api/core/v1.ContainerPort
     Message { name: "ContainerPort", special: Plain, fields: &[
         one(1, "name", Str),
         one(2, "hostPort", I32),
@@ -1553,13 +1582,13 @@ pub(super) static MESSAGES: &[Message] = &[
         one(4, "protocol", Str),
         one(5, "hostIP", Str),
     ] },
-    // 204: api/core/v1.EnvVar
+    // 209: api/core/v1.EnvVar
     Message { name: "EnvVar", special: Plain, fields: &[
         keep(1, "name", Str),
         one(2, "value", Str),
-        one(3, "valueFrom", Msg(310)),
+        one(3, "valueFrom", Msg(315)),
     ] },
-    // 205: api/core/v1.VolumeMount
+    // 210: api/core/v1.VolumeMount
     Message { name: "VolumeMount", special: Plain, fields: &[
         keep(1, "name", Str),
         one(2, "readOnly", Bool),
@@ -1569,9 +1598,9 @@ pub(super) static MESSAGES: &[Message] = &[
         one(6, "subPathExpr", Str),
         keep(7, "recursiveReadOnly", Str),
     ] },
-    // 206: api/core/v1.Probe
+    // 211: api/core/v1.Probe
     Message { name: "Probe", special: Plain, fields: &[
-        inline(1, "handler", Msg(311)),
+        inline(1, "handler", Msg(316)),
         one(2, "initialDelaySeconds", I32),
         one(3, "timeoutSeconds", I32),
         one(4, "periodSeconds", I32),
@@ -1579,170 +1608,170 @@ pub(super) static MESSAGES: &[Message] = &[
         one(6, "failureThreshold", I32),
         keep(7, "terminationGracePeriodSeconds", I64),
     ] },
-    // 207: api/core/v1.Lifecycle
+    // 212: api/core/v1.Lifecycle
     Message { name: "Lifecycle", special: Plain, fields: &[
-        one(1, "postStart", Msg(312)),
-        one(2, "preStop", Msg(312)),
+        one(1, "postStart", Msg(317)),
+        one(2, "preStop", Msg(317)),
         keep(3, "stopSignal", Str),
     ] },
-    // 208: api/core/v1.SecurityContext
+    // 213: api/core/v1.SecurityContext
     Message { name: "SecurityContext", special: Plain, fields: &[
-        one(1, "capabilities", Msg(313)),
+        one(1, "capabilities", Msg(318)),
         keep(2, "privileged", Bool),
-        one(3, "seLinuxOptions", Msg(213)),
+        one(3, "seLinuxOptions", Msg(218)),
         keep(4, "runAsUser", I64),
         keep(5, "runAsNonRoot", Bool),
         keep(6, "readOnlyRootFilesystem", Bool),
         keep(7, "allowPrivilegeEscalation", Bool),
         keep(8, "runAsGroup", I64),
         keep(9, "procMount", Str),
-        one(10, "windowsOptions", Msg(215)),
-        one(11, "seccompProfile", Msg(216)),
-        one(12, "appArmorProfile", Msg(217)),
+        one(10, "windowsOptions", Msg(220)),
+        one(11, "seccompProfile", Msg(221)),
+        one(12, "appArmorProfile", Msg(222)),
     ] },
-    // 209: api/core/v1.EnvFromSource
+    // 214: api/core/v1.EnvFromSource
     Message { name: "EnvFromSource", special: Plain, fields: &[
         one(1, "prefix", Str),
-        one(2, "configMapRef", Msg(314)),
-        one(3, "secretRef", Msg(315)),
+        one(2, "configMapRef", Msg(319)),
+        one(3, "secretRef", Msg(320)),
     ] },
-    // 210: api/core/v1.VolumeDevice
+    // 215: api/core/v1.VolumeDevice
     Message { name: "VolumeDevice", special: Plain, fields: &[
         keep(1, "name", Str),
         keep(2, "devicePath", Str),
     ] },
-    // 211: api/core/v1.ContainerResizePolicy
+    // 216: api/core/v1.ContainerResizePolicy
     Message { name: "ContainerResizePolicy", special: Plain, fields: &[
         keep(1, "resourceName", Str),
         keep(2, "restartPolicy", Str),
     ] },
-    // 212: api/core/v1.ContainerRestartRule
+    // 217: api/core/v1.ContainerRestartRule
     Message { name: "ContainerRestartRule", special: Plain, fields: &[
         one(1, "action", Str),
-        one(2, "exitCodes", Msg(316)),
+        one(2, "exitCodes", Msg(321)),
     ] },
-    // 213: api/core/v1.SeLinuxOptions
+    // 218: api/core/v1.SeLinuxOptions
     Message { name: "SeLinuxOptions", special: Plain, fields: &[
         one(1, "user", Str),
         one(2, "role", Str),
         one(3, "type", Str),
         one(4, "level", Str),
     ] },
-    // 214: api/core/v1.Sysctl
+    // 219: api/core/v1.Sysctl
     Message { name: "Sysctl", special: Plain, fields: &[
         keep(1, "name", Str),
         keep(2, "value", Str),
     ] },
-    // 215: api/core/v1.WindowsSecurityContextOptions
+    // 220: api/core/v1.WindowsSecurityContextOptions
     Message { name: "WindowsSecurityContextOptions", special: Plain, fields: &[
         keep(1, "gmsaCredentialSpecName", Str),
         keep(2, "gmsaCredentialSpec", Str),
         keep(3, "runAsUserName", Str),
         keep(4, "hostProcess", Bool),
     ] },
-    // 216: api/core/v1.SeccompProfile
+    // 221: api/core/v1.SeccompProfile
     Message { name: "SeccompProfile", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "localhostProfile", Str),
     ] },
-    // 217: api/core/v1.AppArmorProfile
+    // 222: api/core/v1.AppArmorProfile
     Message { name: "AppArmorProfile", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "localhostProfile", Str),
     ] },
-    // 218: api/core/v1.NodeAffinity
+    // 223: api/core/v1.NodeAffinity
     Message { name: "NodeAffinity", special: Plain, fields: &[
-        one(1, "requiredDuringSchedulingIgnoredDuringExecution", Msg(257)),
-        many(2, "preferredDuringSchedulingIgnoredDuringExecution", Msg(317)),
+        one(1, "requiredDuringSchedulingIgnoredDuringExecution", Msg(262)),
+        many(2, "preferredDuringSchedulingIgnoredDuringExecution", Msg(322)),
     ] },
-    // 219: api/core/v1.PodAffinity
+    // 224: api/core/v1.PodAffinity
     Message { name: "PodAffinity", special: Plain, fields: &[
-        many(1, "requiredDuringSchedulingIgnoredDuringExecution", Msg(318)),
-        many(2, "preferredDuringSchedulingIgnoredDuringExecution", Msg(319)),
+        many(1, "requiredDuringSchedulingIgnoredDuringExecution", Msg(323)),
+        many(2, "preferredDuringSchedulingIgnoredDuringExecution", Msg(324)),
     ] },
-    // 220: api/core/v1.PodAntiAffinity
+    // 225: api/core/v1.PodAntiAffinity
     Message { name: "PodAntiAffinity", special: Plain, fields: &[
-        many(1, "requiredDuringSchedulingIgnoredDuringExecution", Msg(318)),
-        many(2, "preferredDuringSchedulingIgnoredDuringExecution", Msg(319)),
+        many(1, "requiredDuringSchedulingIgnoredDuringExecution", Msg(323)),
+        many(2, "preferredDuringSchedulingIgnoredDuringExecution", Msg(324)),
     ] },
-    // 221: api/core/v1.PodDnsConfigOption
+    // 226: api/core/v1.PodDnsConfigOption
     Message { name: "PodDnsConfigOption", special: Plain, fields: &[
         one(1, "name", Str),
         keep(2, "value", Str),
     ] },
-    // 222: api/core/v1.EphemeralContainerCommon
+    // 227: api/core/v1.EphemeralContainerCommon
     Message { name: "EphemeralContainerCommon", special: Plain, fields: &[
         keep(1, "name", Str),
         one(2, "image", Str),
         many(3, "command", Str),
         many(4, "args", Str),
         one(5, "workingDir", Str),
-        many(6, "ports", Msg(203)),
-        many(7, "env", Msg(204)),
-        one(8, "resources", Msg(126)),
-        many(9, "volumeMounts", Msg(205)),
-        one(10, "livenessProbe", Msg(206)),
-        one(11, "readinessProbe", Msg(206)),
-        one(12, "lifecycle", Msg(207)),
+        many(6, "ports", Msg(208)),
+        many(7, "env", Msg(209)),
+        one(8, "resources", Msg(129)),
+        many(9, "volumeMounts", Msg(210)),
+        one(10, "livenessProbe", Msg(211)),
+        one(11, "readinessProbe", Msg(211)),
+        one(12, "lifecycle", Msg(212)),
         one(13, "terminationMessagePath", Str),
         one(14, "imagePullPolicy", Str),
-        one(15, "securityContext", Msg(208)),
+        one(15, "securityContext", Msg(213)),
         one(16, "stdin", Bool),
         one(17, "stdinOnce", Bool),
         one(18, "tty", Bool),
-        many(19, "envFrom", Msg(209)),
+        many(19, "envFrom", Msg(214)),
         one(20, "terminationMessagePolicy", Str),
-        many(21, "volumeDevices", Msg(210)),
-        one(22, "startupProbe", Msg(206)),
-        many(23, "resizePolicy", Msg(211)),
+        many(21, "volumeDevices", Msg(215)),
+        one(22, "startupProbe", Msg(211)),
+        many(23, "resizePolicy", Msg(216)),
         keep(24, "restartPolicy", Str),
-        many(25, "restartPolicyRules", Msg(212)),
+        many(25, "restartPolicyRules", Msg(217)),
     ] },
-    // 223: api/core/v1.ResourceClaim
+    // 228: api/core/v1.ResourceClaim
     Message { name: "ResourceClaim", special: Plain, fields: &[
         keep(1, "name", Str),
         one(2, "request", Str),
     ] },
-    // 224: api/core/v1.ContainerState
+    // 229: api/core/v1.ContainerState
     Message { name: "ContainerState", special: Plain, fields: &[
-        one(1, "waiting", Msg(320)),
-        one(2, "running", Msg(321)),
-        one(3, "terminated", Msg(322)),
+        one(1, "waiting", Msg(325)),
+        one(2, "running", Msg(326)),
+        one(3, "terminated", Msg(327)),
     ] },
-    // 225: api/core/v1.VolumeMountStatus
+    // 230: api/core/v1.VolumeMountStatus
     Message { name: "VolumeMountStatus", special: Plain, fields: &[
         keep(1, "name", Str),
         keep(2, "mountPath", Str),
         one(3, "readOnly", Bool),
         keep(4, "recursiveReadOnly", Str),
     ] },
-    // 226: api/core/v1.ContainerUser
+    // 231: api/core/v1.ContainerUser
     Message { name: "ContainerUser", special: Plain, fields: &[
-        one(1, "linux", Msg(323)),
+        one(1, "linux", Msg(328)),
     ] },
-    // 227: api/core/v1.ResourceStatus
+    // 232: api/core/v1.ResourceStatus
     Message { name: "ResourceStatus", special: Plain, fields: &[
         keep(1, "name", Str),
-        many(2, "resources", Msg(324)),
+        many(2, "resources", Msg(329)),
     ] },
-    // 228: api/core/v1.ContainerExtendedResourceRequest
+    // 233: api/core/v1.ContainerExtendedResourceRequest
     Message { name: "ContainerExtendedResourceRequest", special: Plain, fields: &[
         keep(1, "containerName", Str),
         keep(2, "resourceName", Str),
         keep(3, "requestName", Str),
     ] },
-    // 229: api/core/v1.ClientIpConfig
+    // 234: api/core/v1.ClientIpConfig
     Message { name: "ClientIpConfig", special: Plain, fields: &[
         keep(1, "timeoutSeconds", I32),
     ] },
-    // 230: api/core/v1.LoadBalancerIngress
+    // 235: api/core/v1.LoadBalancerIngress
     Message { name: "LoadBalancerIngress", special: Plain, fields: &[
         one(1, "ip", Str),
         one(2, "hostname", Str),
         keep(3, "ipMode", Str),
-        many(4, "ports", Msg(325)),
+        many(4, "ports", Msg(330)),
     ] },
-    // 231: api/core/v1.ConfigMapNodeConfigSource
+    // 236: api/core/v1.ConfigMapNodeConfigSource
     Message { name: "ConfigMapNodeConfigSource", special: Plain, fields: &[
         keep(1, "namespace", Str),
         keep(2, "name", Str),
@@ -1750,52 +1779,52 @@ pub(super) static MESSAGES: &[Message] = &[
         one(4, "resourceVersion", Str),
         keep(5, "kubeletConfigKey", Str),
     ] },
-    // 232: api/core/v1.DaemonEndpoint
+    // 237: api/core/v1.DaemonEndpoint
     Message { name: "DaemonEndpoint", special: Plain, fields: &[
         keep(1, "Port", I32),
     ] },
-    // 233: api/core/v1.NodeSwapStatus
+    // 238: api/core/v1.NodeSwapStatus
     Message { name: "NodeSwapStatus", special: Plain, fields: &[
         keep(1, "capacity", I64),
     ] },
-    // 234: api/core/v1.NodeRuntimeHandlerFeatures
+    // 239: api/core/v1.NodeRuntimeHandlerFeatures
     Message { name: "NodeRuntimeHandlerFeatures", special: Plain, fields: &[
         keep(1, "recursiveReadOnlyMounts", Bool),
         keep(2, "userNamespaces", Bool),
     ] },
-    // 235: api/core/v1.GcePersistentDiskVolumeSource
+    // 240: api/core/v1.GcePersistentDiskVolumeSource
     Message { name: "GcePersistentDiskVolumeSource", special: Plain, fields: &[
         keep(1, "pdName", Str),
         one(2, "fsType", Str),
         one(3, "partition", I32),
         one(4, "readOnly", Bool),
     ] },
-    // 236: api/core/v1.AwsElasticBlockStoreVolumeSource
+    // 241: api/core/v1.AwsElasticBlockStoreVolumeSource
     Message { name: "AwsElasticBlockStoreVolumeSource", special: Plain, fields: &[
         keep(1, "volumeID", Str),
         one(2, "fsType", Str),
         one(3, "partition", I32),
         one(4, "readOnly", Bool),
     ] },
-    // 237: api/core/v1.HostPathVolumeSource
+    // 242: api/core/v1.HostPathVolumeSource
     Message { name: "HostPathVolumeSource", special: Plain, fields: &[
         keep(1, "path", Str),
         keep(2, "type", Str),
     ] },
-    // 238: api/core/v1.GlusterfsPersistentVolumeSource
+    // 243: api/core/v1.GlusterfsPersistentVolumeSource
     Message { name: "GlusterfsPersistentVolumeSource", special: Plain, fields: &[
         keep(1, "endpoints", Str),
         keep(2, "path", Str),
         one(3, "readOnly", Bool),
         keep(4, "endpointsNamespace", Str),
     ] },
-    // 239: api/core/v1.NfsVolumeSource
+    // 244: api/core/v1.NfsVolumeSource
     Message { name: "NfsVolumeSource", special: Plain, fields: &[
         keep(1, "server", Str),
         keep(2, "path", Str),
         one(3, "readOnly", Bool),
     ] },
-    // 240: api/core/v1.RbdPersistentVolumeSource
+    // 245: api/core/v1.RbdPersistentVolumeSource
     Message { name: "RbdPersistentVolumeSource", special: Plain, fields: &[
         many(1, "monitors", Str),
         keep(2, "image", Str),
@@ -1803,10 +1832,10 @@ pub(super) static MESSAGES: &[Message] = &[
         one(4, "pool", Str),
         one(5, "user", Str),
         one(6, "keyring", Str),
-        one(7, "secretRef", Msg(326)),
+        one(7, "secretRef", Msg(331)),
         one(8, "readOnly", Bool),
     ] },
-    // 241: api/core/v1.IscsiPersistentVolumeSource
+    // 246: api/core/v1.IscsiPersistentVolumeSource
     Message { name: "IscsiPersistentVolumeSource", special: Plain, fields: &[
         keep(1, "targetPortal", Str),
         keep(2, "iqn", Str),
@@ -1816,27 +1845,27 @@ pub(super) static MESSAGES: &[Message] = &[
         one(6, "readOnly", Bool),
         many(7, "portals", Str),
         one(8, "chapAuthDiscovery", Bool),
-        one(10, "secretRef", Msg(326)),
+        one(10, "secretRef", Msg(331)),
         one(11, "chapAuthSession", Bool),
         keep(12, "initiatorName", Str),
     ] },
-    // 242: api/core/v1.CinderPersistentVolumeSource
+    // 247: api/core/v1.CinderPersistentVolumeSource
     Message { name: "CinderPersistentVolumeSource", special: Plain, fields: &[
         keep(1, "volumeID", Str),
         one(2, "fsType", Str),
         one(3, "readOnly", Bool),
-        one(4, "secretRef", Msg(326)),
+        one(4, "secretRef", Msg(331)),
     ] },
-    // 243: api/core/v1.CephFsPersistentVolumeSource
+    // 248: api/core/v1.CephFsPersistentVolumeSource
     Message { name: "CephFsPersistentVolumeSource", special: Plain, fields: &[
         many(1, "monitors", Str),
         one(2, "path", Str),
         one(3, "user", Str),
         one(4, "secretFile", Str),
-        one(5, "secretRef", Msg(326)),
+        one(5, "secretRef", Msg(331)),
         one(6, "readOnly", Bool),
     ] },
-    // 244: api/core/v1.FcVolumeSource
+    // 249: api/core/v1.FcVolumeSource
     Message { name: "FcVolumeSource", special: Plain, fields: &[
         many(1, "targetWWNs", Str),
         keep(2, "lun", I32),
@@ -1844,34 +1873,34 @@ pub(super) static MESSAGES: &[Message] = &[
         one(4, "readOnly", Bool),
         many(5, "wwids", Str),
     ] },
-    // 245: api/core/v1.FlockerVolumeSource
+    // 250: api/core/v1.FlockerVolumeSource
     Message { name: "FlockerVolumeSource", special: Plain, fields: &[
         one(1, "datasetName", Str),
         one(2, "datasetUUID", Str),
     ] },
-    // 246: api/core/v1.FlexPersistentVolumeSource
+    // 251: api/core/v1.FlexPersistentVolumeSource
     Message { name: "FlexPersistentVolumeSource", special: Plain, fields: &[
         keep(1, "driver", Str),
         one(2, "fsType", Str),
-        one(3, "secretRef", Msg(326)),
+        one(3, "secretRef", Msg(331)),
         one(4, "readOnly", Bool),
         map(5, "options", Str),
     ] },
-    // 247: api/core/v1.AzureFilePersistentVolumeSource
+    // 252: api/core/v1.AzureFilePersistentVolumeSource
     Message { name: "AzureFilePersistentVolumeSource", special: Plain, fields: &[
         keep(1, "secretName", Str),
         keep(2, "shareName", Str),
         one(3, "readOnly", Bool),
         keep(4, "secretNamespace", Str),
     ] },
-    // 248: api/core/v1.VsphereVirtualDiskVolumeSource
+    // 253: api/core/v1.VsphereVirtualDiskVolumeSource
     Message { name: "VsphereVirtualDiskVolumeSource", special: Plain, fields: &[
         keep(1, "volumePath", Str),
         one(2, "fsType", Str),
         one(3, "storagePolicyName", Str),
         one(4, "storagePolicyID", Str),
     ] },
-    // 249: api/core/v1.QuobyteVolumeSource
+    // 254: api/core/v1.QuobyteVolumeSource
     Message { name: "QuobyteVolumeSource", special: Plain, fields: &[
         keep(1, "registry", Str),
         keep(2, "volume", Str),
@@ -1880,7 +1909,7 @@ pub(super) static MESSAGES: &[Message] = &[
         one(5, "group", Str),
         one(6, "tenant", Str),
     ] },
-    // 250: api/core/v1.AzureDiskVolumeSource
+    // 255: api/core/v1.AzureDiskVolumeSource
     Message { name: "AzureDiskVolumeSource", special: Plain, fields: &[
         keep(1, "diskName", Str),
         keep(2, "diskURI", Str),
@@ -1889,22 +1918,22 @@ pub(super) static MESSAGES: &[Message] = &[
         keep(5, "readOnly", Bool),
         keep(6, "kind", Str),
     ] },
-    // 251: api/core/v1.PhotonPersistentDiskVolumeSource
+    // 256: api/core/v1.PhotonPersistentDiskVolumeSource
     Message { name: "PhotonPersistentDiskVolumeSource", special: Plain, fields: &[
         keep(1, "pdID", Str),
         one(2, "fsType", Str),
     ] },
-    // 252: api/core/v1.PortworxVolumeSource
+    // 257: api/core/v1.PortworxVolumeSource
     Message { name: "PortworxVolumeSource", special: Plain, fields: &[
         keep(1, "volumeID", Str),
         one(2, "fsType", Str),
         one(3, "readOnly", Bool),
     ] },
-    // 253: api/core/v1.ScaleIoPersistentVolumeSource
+    // 258: api/core/v1.ScaleIoPersistentVolumeSource
     Message { name: "ScaleIoPersistentVolumeSource", special: Plain, fields: &[
         keep(1, "gateway", Str),
         keep(2, "system", Str),
-        one(3, "secretRef", Msg(326)),
+        one(3, "secretRef", Msg(331)),
         one(4, "sslEnabled", Bool),
         one(5, "protectionDomain", Str),
         one(6, "storagePool", Str),
@@ -1913,180 +1942,180 @@ pub(super) static MESSAGES: &[Message] = &[
         one(9, "fsType", Str),
         one(10, "readOnly", Bool),
     ] },
-    // 254: api/core/v1.LocalVolumeSource
+    // 259: api/core/v1.LocalVolumeSource
     Message { name: "LocalVolumeSource", special: Plain, fields: &[
         keep(1, "path", Str),
         keep(2, "fsType", Str),
     ] },
-    // 255: api/core/v1.StorageOsPersistentVolumeSource
+    // 260: api/core/v1.StorageOsPersistentVolumeSource
     Message { name: "StorageOsPersistentVolumeSource", special: Plain, fields: &[
         one(1, "volumeName", Str),
         one(2, "volumeNamespace", Str),
         one(3, "fsType", Str),
         one(4, "readOnly", Bool),
-        one(5, "secretRef", Msg(51)),
+        one(5, "secretRef", Msg(52)),
     ] },
-    // 256: api/core/v1.CSIPersistentVolumeSource
+    // 261: api/core/v1.CSIPersistentVolumeSource
     Message { name: "CSIPersistentVolumeSource", special: Plain, fields: &[
         keep(1, "driver", Str),
         keep(2, "volumeHandle", Str),
         one(3, "readOnly", Bool),
         one(4, "fsType", Str),
         map(5, "volumeAttributes", Str),
-        one(6, "controllerPublishSecretRef", Msg(326)),
-        one(7, "nodeStageSecretRef", Msg(326)),
-        one(8, "nodePublishSecretRef", Msg(326)),
-        one(9, "controllerExpandSecretRef", Msg(326)),
-        one(10, "nodeExpandSecretRef", Msg(326)),
+        one(6, "controllerPublishSecretRef", Msg(331)),
+        one(7, "nodeStageSecretRef", Msg(331)),
+        one(8, "nodePublishSecretRef", Msg(331)),
+        one(9, "controllerExpandSecretRef", Msg(331)),
+        one(10, "nodeExpandSecretRef", Msg(331)),
     ] },
-    // 257: api/core/v1.NodeSelector
+    // 262: api/core/v1.NodeSelector
     Message { name: "NodeSelector", special: Plain, fields: &[
-        many(1, "nodeSelectorTerms", Msg(327)),
+        many(1, "nodeSelectorTerms", Msg(332)),
     ] },
-    // 258: apimachinery/pkg/apis/meta/v1.LabelSelectorRequirement
+    // 263: apimachinery/pkg/apis/meta/v1.LabelSelectorRequirement
     Message { name: "LabelSelectorRequirement", special: Plain, fields: &[
         keep(1, "key", Str),
         keep(2, "operator", Str),
         many(3, "values", Str),
     ] },
-    // 259: api/core/v1.ScopedResourceSelectorRequirement
+    // 264: api/core/v1.ScopedResourceSelectorRequirement
     Message { name: "ScopedResourceSelectorRequirement", special: Plain, fields: &[
         keep(1, "scopeName", Str),
         keep(2, "operator", Str),
         many(3, "values", Str),
     ] },
-    // 260: api/apps/v1.RollingUpdateDeployment
+    // 265: api/apps/v1.RollingUpdateDeployment
     Message { name: "RollingUpdateDeployment", special: Plain, fields: &[
-        one(1, "maxUnavailable", Msg(190)),
-        one(2, "maxSurge", Msg(190)),
+        one(1, "maxUnavailable", Msg(193)),
+        one(2, "maxSurge", Msg(193)),
     ] },
-    // 261: api/apps/v1.RollingUpdateStatefulSetStrategy
+    // 266: api/apps/v1.RollingUpdateStatefulSetStrategy
     Message { name: "RollingUpdateStatefulSetStrategy", special: Plain, fields: &[
         keep(1, "partition", I32),
-        one(2, "maxUnavailable", Msg(190)),
+        one(2, "maxUnavailable", Msg(193)),
     ] },
-    // 262: api/apps/v1.RollingUpdateDaemonSet
+    // 267: api/apps/v1.RollingUpdateDaemonSet
     Message { name: "RollingUpdateDaemonSet", special: Plain, fields: &[
-        one(1, "maxUnavailable", Msg(190)),
-        one(2, "maxSurge", Msg(190)),
+        one(1, "maxUnavailable", Msg(193)),
+        one(2, "maxSurge", Msg(193)),
     ] },
-    // 263: api/batch/v1.PodFailurePolicyRule
+    // 268: api/batch/v1.PodFailurePolicyRule
     Message { name: "PodFailurePolicyRule", special: Plain, fields: &[
         keep(1, "action", Str),
-        one(2, "onExitCodes", Msg(328)),
-        many(3, "onPodConditions", Msg(329)),
+        one(2, "onExitCodes", Msg(333)),
+        many(3, "onPodConditions", Msg(334)),
     ] },
-    // 264: api/batch/v1.SuccessPolicyRule
+    // 269: api/batch/v1.SuccessPolicyRule
     Message { name: "SuccessPolicyRule", special: Plain, fields: &[
         keep(1, "succeededIndexes", Str),
         keep(2, "succeededCount", I32),
     ] },
-    // 265: api/autoscaling/v2.ObjectMetricSource
+    // 270: api/autoscaling/v2.ObjectMetricSource
     Message { name: "ObjectMetricSource", special: Plain, fields: &[
-        one(1, "describedObject", Msg(176)),
-        one(2, "target", Msg(330)),
-        one(3, "metric", Msg(331)),
+        one(1, "describedObject", Msg(179)),
+        one(2, "target", Msg(335)),
+        one(3, "metric", Msg(336)),
     ] },
-    // 266: api/autoscaling/v2.PodsMetricSource
+    // 271: api/autoscaling/v2.PodsMetricSource
     Message { name: "PodsMetricSource", special: Plain, fields: &[
-        one(1, "metric", Msg(331)),
-        one(2, "target", Msg(330)),
+        one(1, "metric", Msg(336)),
+        one(2, "target", Msg(335)),
     ] },
-    // 267: api/autoscaling/v2.ResourceMetricSource
+    // 272: api/autoscaling/v2.ResourceMetricSource
     Message { name: "ResourceMetricSource", special: Plain, fields: &[
         keep(1, "name", Str),
-        one(2, "target", Msg(330)),
+        one(2, "target", Msg(335)),
     ] },
-    // 268: api/autoscaling/v2.ExternalMetricSource
+    // 273: api/autoscaling/v2.ExternalMetricSource
     Message { name: "ExternalMetricSource", special: Plain, fields: &[
-        one(1, "metric", Msg(331)),
-        one(2, "target", Msg(330)),
+        one(1, "metric", Msg(336)),
+        one(2, "target", Msg(335)),
     ] },
-    // 269: api/autoscaling/v2.ContainerResourceMetricSource
+    // 274: api/autoscaling/v2.ContainerResourceMetricSource
     Message { name: "ContainerResourceMetricSource", special: Plain, fields: &[
         keep(1, "name", Str),
-        one(2, "target", Msg(330)),
+        one(2, "target", Msg(335)),
         keep(3, "container", Str),
     ] },
-    // 270: api/autoscaling/v2.HpaScalingRules
+    // 275: api/autoscaling/v2.HpaScalingRules
     Message { name: "HpaScalingRules", special: Plain, fields: &[
         keep(1, "selectPolicy", Str),
-        many(2, "policies", Msg(332)),
+        many(2, "policies", Msg(337)),
         keep(3, "stabilizationWindowSeconds", I32),
-        one(4, "tolerance", Msg(120)),
+        one(4, "tolerance", Msg(123)),
     ] },
-    // 271: api/autoscaling/v2.ObjectMetricStatus
+    // 276: api/autoscaling/v2.ObjectMetricStatus
     Message { name: "ObjectMetricStatus", special: Plain, fields: &[
-        one(1, "metric", Msg(331)),
-        one(2, "current", Msg(333)),
-        one(3, "describedObject", Msg(176)),
+        one(1, "metric", Msg(336)),
+        one(2, "current", Msg(338)),
+        one(3, "describedObject", Msg(179)),
     ] },
-    // 272: api/autoscaling/v2.PodsMetricStatus
+    // 277: api/autoscaling/v2.PodsMetricStatus
     Message { name: "PodsMetricStatus", special: Plain, fields: &[
-        one(1, "metric", Msg(331)),
-        one(2, "current", Msg(333)),
+        one(1, "metric", Msg(336)),
+        one(2, "current", Msg(338)),
     ] },
-    // 273: api/autoscaling/v2.ResourceMetricStatus
+    // 278: api/autoscaling/v2.ResourceMetricStatus
     Message { name: "ResourceMetricStatus", special: Plain, fields: &[
         keep(1, "name", Str),
-        one(2, "current", Msg(333)),
+        one(2, "current", Msg(338)),
     ] },
-    // 274: api/autoscaling/v2.ExternalMetricStatus
+    // 279: api/autoscaling/v2.ExternalMetricStatus
     Message { name: "ExternalMetricStatus", special: Plain, fields: &[
-        one(1, "metric", Msg(331)),
-        one(2, "current", Msg(333)),
+        one(1, "metric", Msg(336)),
+        one(2, "current", Msg(338)),
     ] },
-    // 275: api/autoscaling/v2.ContainerResourceMetricStatus
+    // 280: api/autoscaling/v2.ContainerResourceMetricStatus
     Message { name: "ContainerResourceMetricStatus", special: Plain, fields: &[
         keep(1, "name", Str),
-        one(2, "current", Msg(333)),
+        one(2, "current", Msg(338)),
         keep(3, "container", Str),
     ] },
-    // 276: api/networking/v1.IngressServiceBackend
+    // 281: api/networking/v1.IngressServiceBackend
     Message { name: "IngressServiceBackend", special: Plain, fields: &[
         keep(1, "name", Str),
-        one(2, "port", Msg(334)),
+        one(2, "port", Msg(339)),
     ] },
-    // 277: api/networking/v1.IngressRuleValue
+    // 282: api/networking/v1.IngressRuleValue
     Message { name: "IngressRuleValue", special: Plain, fields: &[
-        one(1, "http", Msg(335)),
+        one(1, "http", Msg(340)),
     ] },
-    // 278: api/networking/v1.IngressLoadBalancerIngress
+    // 283: api/networking/v1.IngressLoadBalancerIngress
     Message { name: "IngressLoadBalancerIngress", special: Plain, fields: &[
         one(1, "ip", Str),
         one(2, "hostname", Str),
-        many(4, "ports", Msg(336)),
+        many(4, "ports", Msg(341)),
     ] },
-    // 279: api/networking/v1.NetworkPolicyPort
+    // 284: api/networking/v1.NetworkPolicyPort
     Message { name: "NetworkPolicyPort", special: Plain, fields: &[
         keep(1, "protocol", Str),
-        one(2, "port", Msg(190)),
+        one(2, "port", Msg(193)),
         keep(3, "endPort", I32),
     ] },
-    // 280: api/networking/v1.NetworkPolicyPeer
+    // 285: api/networking/v1.NetworkPolicyPeer
     Message { name: "NetworkPolicyPeer", special: Plain, fields: &[
-        one(1, "podSelector", Msg(154)),
-        one(2, "namespaceSelector", Msg(154)),
-        one(3, "ipBlock", Msg(337)),
+        one(1, "podSelector", Msg(157)),
+        one(2, "namespaceSelector", Msg(157)),
+        one(3, "ipBlock", Msg(342)),
     ] },
-    // 281: api/discovery/v1.ForZone
+    // 286: api/discovery/v1.ForZone
     Message { name: "ForZone", special: Plain, fields: &[
         keep(1, "name", Str),
     ] },
-    // 282: api/discovery/v1.ForNode
+    // 287: api/discovery/v1.ForNode
     Message { name: "ForNode", special: Plain, fields: &[
         keep(1, "name", Str),
     ] },
-    // 283: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceValidation
+    // 288: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceValidation
     Message { name: "CustomResourceValidation", special: Plain, fields: &[
-        one(1, "openAPIV3Schema", Msg(338)),
+        one(1, "openAPIV3Schema", Msg(343)),
     ] },
-    // 284: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceSubresources
+    // 289: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceSubresources
     Message { name: "CustomResourceSubresources", special: Plain, fields: &[
-        one(1, "status", Msg(339)),
-        one(2, "scale", Msg(340)),
+        one(1, "status", Msg(344)),
+        one(2, "scale", Msg(345)),
     ] },
-    // 285: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceColumnDefinition
+    // 290: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceColumnDefinition
     Message { name: "CustomResourceColumnDefinition", special: Plain, fields: &[
         keep(1, "name", Str),
         keep(2, "type", Str),
@@ -2095,48 +2124,48 @@ pub(super) static MESSAGES: &[Message] = &[
         one(5, "priority", I32),
         keep(6, "jsonPath", Str),
     ] },
-    // 286: apiextensions_apiserver/pkg/apis/apiextensions/v1.SelectableField
+    // 291: apiextensions_apiserver/pkg/apis/apiextensions/v1.SelectableField
     Message { name: "SelectableField", special: Plain, fields: &[
         keep(1, "jsonPath", Str),
     ] },
-    // 287: apiextensions_apiserver/pkg/apis/apiextensions/v1.WebhookConversion
+    // 292: apiextensions_apiserver/pkg/apis/apiextensions/v1.WebhookConversion
     Message { name: "WebhookConversion", special: Plain, fields: &[
-        one(2, "clientConfig", Msg(341)),
+        one(2, "clientConfig", Msg(346)),
         many(3, "conversionReviewVersions", Str),
     ] },
-    // 288: api/authentication/v1.ExtraValue
+    // 293: api/authentication/v1.ExtraValue
     Message { name: "ExtraValue", special: StringList, fields: &[
         many(1, "items", Str),
     ] },
-    // 289: api/authorization/v1.FieldSelectorAttributes
+    // 294: api/authorization/v1.FieldSelectorAttributes
     Message { name: "FieldSelectorAttributes", special: Plain, fields: &[
         one(1, "rawSelector", Str),
-        many(2, "requirements", Msg(342)),
+        many(2, "requirements", Msg(347)),
     ] },
-    // 290: api/authorization/v1.LabelSelectorAttributes
+    // 295: api/authorization/v1.LabelSelectorAttributes
     Message { name: "LabelSelectorAttributes", special: Plain, fields: &[
         one(1, "rawSelector", Str),
-        many(2, "requirements", Msg(258)),
+        many(2, "requirements", Msg(263)),
     ] },
-    // 291: api/core/v1.EmptyDirVolumeSource
+    // 296: api/core/v1.EmptyDirVolumeSource
     Message { name: "EmptyDirVolumeSource", special: Plain, fields: &[
         one(1, "medium", Str),
-        one(2, "sizeLimit", Msg(120)),
+        one(2, "sizeLimit", Msg(123)),
     ] },
-    // 292: api/core/v1.GitRepoVolumeSource
+    // 297: api/core/v1.GitRepoVolumeSource
     Message { name: "GitRepoVolumeSource", special: Plain, fields: &[
         keep(1, "repository", Str),
         one(2, "revision", Str),
         one(3, "directory", Str),
     ] },
-    // 293: api/core/v1.SecretVolumeSource
+    // 298: api/core/v1.SecretVolumeSource
     Message { name: "SecretVolumeSource", special: Plain, fields: &[
         one(1, "secretName", Str),
-        many(2, "items", Msg(343)),
+        many(2, "items", Msg(348)),
         keep(3, "defaultMode", I32),
         keep(4, "optional", Bool),
     ] },
-    // 294: api/core/v1.IscsiVolumeSource
+    // 299: api/core/v1.IscsiVolumeSource
     Message { name: "IscsiVolumeSource", special: Plain, fields: &[
         keep(1, "targetPortal", Str),
         keep(2, "iqn", Str),
@@ -2146,22 +2175,22 @@ pub(super) static MESSAGES: &[Message] = &[
         one(6, "readOnly", Bool),
         many(7, "portals", Str),
         one(8, "chapAuthDiscovery", Bool),
-        one(10, "secretRef", Msg(52)),
+        one(10, "secretRef", Msg(53)),
         one(11, "chapAuthSession", Bool),
         keep(12, "initiatorName", Str),
     ] },
-    // 295: api/core/v1.GlusterfsVolumeSource
+    // 300: api/core/v1.GlusterfsVolumeSource
     Message { name: "GlusterfsVolumeSource", special: Plain, fields: &[
         keep(1, "endpoints", Str),
         keep(2, "path", Str),
         one(3, "readOnly", Bool),
     ] },
-    // 296: api/core/v1.PersistentVolumeClaimVolumeSource
+    // 301: api/core/v1.PersistentVolumeClaimVolumeSource
     Message { name: "PersistentVolumeClaimVolumeSource", special: Plain, fields: &[
         keep(1, "claimName", Str),
         one(2, "readOnly", Bool),
     ] },
-    // 297: api/core/v1.RbdVolumeSource
+    // 302: api/core/v1.RbdVolumeSource
     Message { name: "RbdVolumeSource", special: Plain, fields: &[
         many(1, "monitors", Str),
         keep(2, "image", Str),
@@ -2169,56 +2198,56 @@ pub(super) static MESSAGES: &[Message] = &[
         one(4, "pool", Str),
         one(5, "user", Str),
         one(6, "keyring", Str),
-        one(7, "secretRef", Msg(52)),
+        one(7, "secretRef", Msg(53)),
         one(8, "readOnly", Bool),
     ] },
-    // 298: api/core/v1.FlexVolumeSource
+    // 303: api/core/v1.FlexVolumeSource
     Message { name: "FlexVolumeSource", special: Plain, fields: &[
         keep(1, "driver", Str),
         one(2, "fsType", Str),
-        one(3, "secretRef", Msg(52)),
+        one(3, "secretRef", Msg(53)),
         one(4, "readOnly", Bool),
         map(5, "options", Str),
     ] },
-    // 299: api/core/v1.CinderVolumeSource
+    // 304: api/core/v1.CinderVolumeSource
     Message { name: "CinderVolumeSource", special: Plain, fields: &[
         keep(1, "volumeID", Str),
         one(2, "fsType", Str),
         one(3, "readOnly", Bool),
-        one(4, "secretRef", Msg(52)),
+        one(4, "secretRef", Msg(53)),
     ] },
-    // 300: api/core/v1.CephFsVolumeSource
+    // 305: api/core/v1.CephFsVolumeSource
     Message { name: "CephFsVolumeSource", special: Plain, fields: &[
         many(1, "monitors", Str),
         one(2, "path", Str),
         one(3, "user", Str),
         one(4, "secretFile", Str),
-        one(5, "secretRef", Msg(52)),
+        one(5, "secretRef", Msg(53)),
         one(6, "readOnly", Bool),
     ] },
-    // 301: api/core/v1.DownwardAPIVolumeSource
+    // 306: api/core/v1.DownwardAPIVolumeSource
     Message { name: "DownwardAPIVolumeSource", special: Plain, fields: &[
-        many(1, "items", Msg(344)),
+        many(1, "items", Msg(349)),
         keep(2, "defaultMode", I32),
     ] },
-    // 302: api/core/v1.AzureFileVolumeSource
+    // 307: api/core/v1.AzureFileVolumeSource
     Message { name: "AzureFileVolumeSource", special: Plain, fields: &[
         keep(1, "secretName", Str),
         keep(2, "shareName", Str),
         one(3, "readOnly", Bool),
     ] },
-    // 303: api/core/v1.ConfigMapVolumeSource
+    // 308: api/core/v1.ConfigMapVolumeSource
     Message { name: "ConfigMapVolumeSource", special: Plain, fields: &[
-        inline(1, "localObjectReference", Msg(52)),
-        many(2, "items", Msg(343)),
+        inline(1, "localObjectReference", Msg(53)),
+        many(2, "items", Msg(348)),
         keep(3, "defaultMode", I32),
         keep(4, "optional", Bool),
     ] },
-    // 304: api/core/v1.ScaleIoVolumeSource
+    // 309: api/core/v1.ScaleIoVolumeSource
     Message { name: "ScaleIoVolumeSource", special: Plain, fields: &[
         keep(1, "gateway", Str),
         keep(2, "system", Str),
-        one(3, "secretRef", Msg(52)),
+        one(3, "secretRef", Msg(53)),
         one(4, "sslEnabled", Bool),
         one(5, "protectionDomain", Str),
         one(6, "storagePool", Str),
@@ -2227,199 +2256,199 @@ pub(super) static MESSAGES: &[Message] = &[
         one(9, "fsType", Str),
         one(10, "readOnly", Bool),
     ] },
-    // 305: api/core/v1.ProjectedVolumeSource
+    // 310: api/core/v1.ProjectedVolumeSource
     Message { name: "ProjectedVolumeSource", special: Plain, fields: &[
-        many(1, "sources", Msg(345)),
+        many(1, "sources", Msg(350)),
         keep(2, "defaultMode", I32),
     ] },
-    // 306: api/core/v1.StorageOsVolumeSource
+    // 311: api/core/v1.StorageOsVolumeSource
     Message { name: "StorageOsVolumeSource", special: Plain, fields: &[
         one(1, "volumeName", Str),
         one(2, "volumeNamespace", Str),
         one(3, "fsType", Str),
         one(4, "readOnly", Bool),
-        one(5, "secretRef", Msg(52)),
+        one(5, "secretRef", Msg(53)),
     ] },
-    // 307: api/core/v1.CSIVolumeSource
+    // 312: api/core/v1.CSIVolumeSource
     Message { name: "CSIVolumeSource", special: Plain, fields: &[
         keep(1, "driver", Str),
         keep(2, "readOnly", Bool),
         keep(3, "fsType", Str),
         map(4, "volumeAttributes", Str),
-        one(5, "nodePublishSecretRef", Msg(52)),
+        one(5, "nodePublishSecretRef", Msg(53)),
     ] },
-    // 308: api/core/v1.EphemeralVolumeSource
+    // 313: api/core/v1.EphemeralVolumeSource
     Message { name: "EphemeralVolumeSource", special: Plain, fields: &[
-        one(1, "volumeClaimTemplate", Msg(346)),
+        one(1, "volumeClaimTemplate", Msg(351)),
     ] },
-    // 309: api/core/v1.ImageVolumeSource
+    // 314: api/core/v1.ImageVolumeSource
     Message { name: "ImageVolumeSource", special: Plain, fields: &[
         one(1, "reference", Str),
         one(2, "pullPolicy", Str),
     ] },
-    // 310: api/core/v1.EnvVarSource
+    // 315: api/core/v1.EnvVarSource
     Message { name: "EnvVarSource", special: Plain, fields: &[
-        one(1, "fieldRef", Msg(347)),
-        one(2, "resourceFieldRef", Msg(348)),
-        one(3, "configMapKeyRef", Msg(349)),
-        one(4, "secretKeyRef", Msg(350)),
-        one(5, "fileKeyRef", Msg(351)),
+        one(1, "fieldRef", Msg(352)),
+        one(2, "resourceFieldRef", Msg(353)),
+        one(3, "configMapKeyRef", Msg(354)),
+        one(4, "secretKeyRef", Msg(355)),
+        one(5, "fileKeyRef", Msg(356)),
     ] },
-    // 311: api/core/v1.ProbeHandler
+    // 316: api/core/v1.ProbeHandler
     Message { name: "ProbeHandler", special: Plain, fields: &[
-        one(1, "exec", Msg(352)),
-        one(2, "httpGet", Msg(353)),
-        one(3, "tcpSocket", Msg(354)),
-        one(4, "grpc", Msg(355)),
+        one(1, "exec", Msg(357)),
+        one(2, "httpGet", Msg(358)),
+        one(3, "tcpSocket", Msg(359)),
+        one(4, "grpc", Msg(360)),
     ] },
-    // 312: api/core/v1.LifecycleHandler
+    // 317: api/core/v1.LifecycleHandler
     Message { name: "LifecycleHandler", special: Plain, fields: &[
-        one(1, "exec", Msg(352)),
-        one(2, "httpGet", Msg(353)),
-        one(3, "tcpSocket", Msg(354)),
-        one(4, "sleep", Msg(356)),
+        one(1, "exec", Msg(357)),
+        one(2, "httpGet", Msg(358)),
+        one(3, "tcpSocket", Msg(359)),
+        one(4, "sleep", Msg(361)),
     ] },
-    // 313: api/core/v1.Capabilities
+    // 318: api/core/v1.Capabilities
     Message { name: "Capabilities", special: Plain, fields: &[
         many(1, "add", Str),
         many(2, "drop", Str),
     ] },
-    // 314: api/core/v1.ConfigMapEnvSource
+    // 319: api/core/v1.ConfigMapEnvSource
     Message { name: "ConfigMapEnvSource", special: Plain, fields: &[
-        inline(1, "localObjectReference", Msg(52)),
+        inline(1, "localObjectReference", Msg(53)),
         keep(2, "optional", Bool),
     ] },
-    // 315: api/core/v1.SecretEnvSource
+    // 320: api/core/v1.SecretEnvSource
     Message { name: "SecretEnvSource", special: Plain, fields: &[
-        inline(1, "localObjectReference", Msg(52)),
+        inline(1, "localObjectReference", Msg(53)),
         keep(2, "optional", Bool),
     ] },
-    // 316: api/core/v1.ContainerRestartRuleOnExitCodes
+    // 321: api/core/v1.ContainerRestartRuleOnExitCodes
     Message { name: "ContainerRestartRuleOnExitCodes", special: Plain, fields: &[
         one(1, "operator", Str),
         many(2, "values", I32),
     ] },
-    // 317: api/core/v1.PreferredSchedulingTerm
+    // 322: api/core/v1.PreferredSchedulingTerm
     Message { name: "PreferredSchedulingTerm", special: Plain, fields: &[
         keep(1, "weight", I32),
-        one(2, "preference", Msg(327)),
+        one(2, "preference", Msg(332)),
     ] },
-    // 318: api/core/v1.PodAffinityTerm
+    // 323: api/core/v1.PodAffinityTerm
     Message { name: "PodAffinityTerm", special: Plain, fields: &[
-        one(1, "labelSelector", Msg(154)),
+        one(1, "labelSelector", Msg(157)),
         many(2, "namespaces", Str),
         keep(3, "topologyKey", Str),
-        one(4, "namespaceSelector", Msg(154)),
+        one(4, "namespaceSelector", Msg(157)),
         many(5, "matchLabelKeys", Str),
         many(6, "mismatchLabelKeys", Str),
     ] },
-    // 319: api/core/v1.WeightedPodAffinityTerm
+    // 324: api/core/v1.WeightedPodAffinityTerm
     Message { name: "WeightedPodAffinityTerm", special: Plain, fields: &[
         keep(1, "weight", I32),
-        one(2, "podAffinityTerm", Msg(318)),
+        one(2, "podAffinityTerm", Msg(323)),
     ] },
-    // 320: api/core/v1.ContainerStateWaiting
+    // 325: api/core/v1.ContainerStateWaiting
     Message { name: "ContainerStateWaiting", special: Plain, fields: &[
         one(1, "reason", Str),
         one(2, "message", Str),
     ] },
-    // 321: api/core/v1.ContainerStateRunning
+    // 326: api/core/v1.ContainerStateRunning
     Message { name: "ContainerStateRunning", special: Plain, fields: &[
-        one(1, "startedAt", Msg(54)),
+        one(1, "startedAt", Msg(55)),
     ] },
-    // 322: api/core/v1.ContainerStateTerminated
+    // 327: api/core/v1.ContainerStateTerminated
     Message { name: "ContainerStateTerminated", special: Plain, fields: &[
         keep(1, "exitCode", I32),
         one(2, "signal", I32),
         one(3, "reason", Str),
         one(4, "message", Str),
-        one(5, "startedAt", Msg(54)),
-        one(6, "finishedAt", Msg(54)),
+        one(5, "startedAt", Msg(55)),
+        one(6, "finishedAt", Msg(55)),
         one(7, "containerID", Str),
     ] },
-    // 323: api/core/v1.LinuxContainerUser
+    // 328: api/core/v1.LinuxContainerUser
     Message { name: "LinuxContainerUser", special: Plain, fields: &[
         keep(1, "uid", I64),
         keep(2, "gid", I64),
         many(3, "supplementalGroups", I64),
     ] },
-    // 324: api/core/v1.ResourceHealth
+    // 329: api/core/v1.ResourceHealth
     Message { name: "ResourceHealth", special: Plain, fields: &[
         keep(1, "resourceID", Str),
         one(2, "health", Str),
     ] },
-    // 325: api/core/v1.PortStatus
+    // 330: api/core/v1.PortStatus
     Message { name: "PortStatus", special: Plain, fields: &[
         keep(1, "port", I32),
         keep(2, "protocol", Str),
         keep(3, "error", Str),
     ] },
-    // 326: api/core/v1.SecretReference
+    // 331: api/core/v1.SecretReference
     Message { name: "SecretReference", special: Plain, fields: &[
         one(1, "name", Str),
         one(2, "namespace", Str),
     ] },
-    // 327: api/core/v1.NodeSelectorTerm
+    // 332: api/core/v1.NodeSelectorTerm
     Message { name: "NodeSelectorTerm", special: Plain, fields: &[
-        many(1, "matchExpressions", Msg(357)),
-        many(2, "matchFields", Msg(357)),
+        many(1, "matchExpressions", Msg(362)),
+        many(2, "matchFields", Msg(362)),
     ] },
-    // 328: api/batch/v1.PodFailurePolicyOnExitCodesRequirement
+    // 333: api/batch/v1.PodFailurePolicyOnExitCodesRequirement
     Message { name: "PodFailurePolicyOnExitCodesRequirement", special: Plain, fields: &[
         keep(1, "containerName", Str),
         keep(2, "operator", Str),
         many(3, "values", I32),
     ] },
-    // 329: api/batch/v1.PodFailurePolicyOnPodConditionsPattern
+    // 334: api/batch/v1.PodFailurePolicyOnPodConditionsPattern
     Message { name: "PodFailurePolicyOnPodConditionsPattern", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "status", Str),
     ] },
-    // 330: api/autoscaling/v2.MetricTarget
+    // 335: api/autoscaling/v2.MetricTarget
     Message { name: "MetricTarget", special: Plain, fields: &[
         keep(1, "type", Str),
-        one(2, "value", Msg(120)),
-        one(3, "averageValue", Msg(120)),
+        one(2, "value", Msg(123)),
+        one(3, "averageValue", Msg(123)),
         keep(4, "averageUtilization", I32),
     ] },
-    // 331: api/autoscaling/v2.MetricIdentifier
+    // 336: api/autoscaling/v2.MetricIdentifier
     Message { name: "MetricIdentifier", special: Plain, fields: &[
         keep(1, "name", Str),
-        one(2, "selector", Msg(154)),
+        one(2, "selector", Msg(157)),
     ] },
-    // 332: api/autoscaling/v2.HpaScalingPolicy
+    // 337: api/autoscaling/v2.HpaScalingPolicy
     Message { name: "HpaScalingPolicy", special: Plain, fields: &[
         keep(1, "type", Str),
         keep(2, "value", I32),
         keep(3, "periodSeconds", I32),
     ] },
-    // 333: api/autoscaling/v2.MetricValueStatus
+    // 338: api/autoscaling/v2.MetricValueStatus
     Message { name: "MetricValueStatus", special: Plain, fields: &[
-        one(1, "value", Msg(120)),
-        one(2, "averageValue", Msg(120)),
+        one(1, "value", Msg(123)),
+        one(2, "averageValue", Msg(123)),
         keep(3, "averageUtilization", I32),
     ] },
-    // 334: api/networking/v1.ServiceBackendPort
+    // 339: api/networking/v1.ServiceBackendPort
     Message { name: "ServiceBackendPort", special: Plain, fields: &[
         one(1, "name", Str),
         one(2, "number", I32),
     ] },
-    // 335: api/networking/v1.HttpIngressRuleValue
+    // 340: api/networking/v1.HttpIngressRuleValue
     Message { name: "HttpIngressRuleValue", special: Plain, fields: &[
-        many(1, "paths", Msg(358)),
+        many(1, "paths", Msg(363)),
     ] },
-    // 336: api/networking/v1.IngressPortStatus
+    // 341: api/networking/v1.IngressPortStatus
     Message { name: "IngressPortStatus", special: Plain, fields: &[
         keep(1, "port", I32),
         keep(2, "protocol", Str),
         keep(3, "error", Str),
     ] },
-    // 337: api/networking/v1.IpBlock
+    // 342: api/networking/v1.IpBlock
     Message { name: "IpBlock", special: Plain, fields: &[
         keep(1, "cidr", Str),
         many(2, "except", Str),
     ] },
-    // 338: apiextensions_apiserver/pkg/apis/apiextensions/v1.JsonSchemaProps
+    // 343: apiextensions_apiserver/pkg/apis/apiextensions/v1.JsonSchemaProps
     Message { name: "JsonSchemaProps", special: Plain, fields: &[
         one(1, "id", Str),
         one(2, "$schema", Str),
@@ -2428,7 +2457,7 @@ pub(super) static MESSAGES: &[Message] = &[
         one(5, "type", Str),
         one(6, "format", Str),
         one(7, "title", Str),
-        one(8, "default", Msg(359)),
+        one(8, "default", Msg(364)),
         keep(9, "maximum", F64),
         one(10, "exclusiveMaximum", Bool),
         keep(11, "minimum", F64),
@@ -2440,23 +2469,23 @@ pub(super) static MESSAGES: &[Message] = &[
         keep(17, "minItems", I64),
         one(18, "uniqueItems", Bool),
         keep(19, "multipleOf", F64),
-        many(20, "enum", Msg(359)),
+        many(20, "enum", Msg(364)),
         keep(21, "maxProperties", I64),
         keep(22, "minProperties", I64),
         many(23, "required", Str),
-        one(24, "items", Msg(360)),
-        many(25, "allOf", Msg(338)),
-        many(26, "oneOf", Msg(338)),
-        many(27, "anyOf", Msg(338)),
-        one(28, "not", Msg(338)),
-        map(29, "properties", Msg(338)),
-        one(30, "additionalProperties", Msg(361)),
-        map(31, "patternProperties", Msg(338)),
-        map(32, "dependencies", Msg(362)),
-        one(33, "additionalItems", Msg(361)),
-        map(34, "definitions", Msg(338)),
-        one(35, "externalDocs", Msg(363)),
-        one(36, "example", Msg(359)),
+        one(24, "items", Msg(365)),
+        many(25, "allOf", Msg(343)),
+        many(26, "oneOf", Msg(343)),
+        many(27, "anyOf", Msg(343)),
+        one(28, "not", Msg(343)),
+        map(29, "properties", Msg(343)),
+        one(30, "additionalProperties", Msg(366)),
+        map(31, "patternProperties", Msg(343)),
+        map(32, "dependencies", Msg(367)),
+        one(33, "additionalItems", Msg(366)),
+        map(34, "definitions", Msg(343)),
+        one(35, "externalDocs", Msg(368)),
+        one(36, "example", Msg(364)),
         one(37, "nullable", Bool),
         keep(38, "x-kubernetes-preserve-unknown-fields", Bool),
         one(39, "x-kubernetes-embedded-resource", Bool),
@@ -2464,146 +2493,146 @@ pub(super) static MESSAGES: &[Message] = &[
         many(41, "x-kubernetes-list-map-keys", Str),
         keep(42, "x-kubernetes-list-type", Str),
         keep(43, "x-kubernetes-map-type", Str),
-        many(44, "x-kubernetes-validations", Msg(364)),
+        many(44, "x-kubernetes-validations", Msg(369)),
     ] },
-    // 339: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceSubresourceStatus
+    // 344: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceSubresourceStatus
     Message { name: "CustomResourceSubresourceStatus", special: Plain, fields: &[] },
-    // 340: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceSubresourceScale
+    // 345: apiextensions_apiserver/pkg/apis/apiextensions/v1.CustomResourceSubresourceScale
     Message { name: "CustomResourceSubresourceScale", special: Plain, fields: &[
         keep(1, "specReplicasPath", Str),
         keep(2, "statusReplicasPath", Str),
         keep(3, "labelSelectorPath", Str),
     ] },
-    // 341: apiextensions_apiserver/pkg/apis/apiextensions/v1.WebhookClientConfig
+    // 346: apiextensions_apiserver/pkg/apis/apiextensions/v1.WebhookClientConfig
     Message { name: "WebhookClientConfig", special: Plain, fields: &[
-        one(1, "service", Msg(365)),
+        one(1, "service", Msg(370)),
         one(2, "caBundle", Bytes),
         keep(3, "url", Str),
     ] },
-    // 342: apimachinery/pkg/apis/meta/v1.FieldSelectorRequirement
+    // 347: apimachinery/pkg/apis/meta/v1.FieldSelectorRequirement
     Message { name: "FieldSelectorRequirement", special: Plain, fields: &[
         keep(1, "key", Str),
         keep(2, "operator", Str),
         many(3, "values", Str),
     ] },
-    // 343: api/core/v1.KeyToPath
+    // 348: api/core/v1.KeyToPath
     Message { name: "KeyToPath", special: Plain, fields: &[
         keep(1, "key", Str),
         keep(2, "path", Str),
         keep(3, "mode", I32),
     ] },
-    // 344: api/core/v1.DownwardAPIVolumeFile
+    // 349: api/core/v1.DownwardAPIVolumeFile
     Message { name: "DownwardAPIVolumeFile", special: Plain, fields: &[
         keep(1, "path", Str),
-        one(2, "fieldRef", Msg(347)),
-        one(3, "resourceFieldRef", Msg(348)),
+        one(2, "fieldRef", Msg(352)),
+        one(3, "resourceFieldRef", Msg(353)),
         keep(4, "mode", I32),
     ] },
-    // 345: api/core/v1.VolumeProjection
+    // 350: api/core/v1.VolumeProjection
     Message { name: "VolumeProjection", special: Plain, fields: &[
-        one(1, "secret", Msg(366)),
-        one(2, "downwardAPI", Msg(367)),
-        one(3, "configMap", Msg(368)),
-        one(4, "serviceAccountToken", Msg(369)),
-        one(5, "clusterTrustBundle", Msg(370)),
-        one(6, "podCertificate", Msg(371)),
+        one(1, "secret", Msg(371)),
+        one(2, "downwardAPI", Msg(372)),
+        one(3, "configMap", Msg(373)),
+        one(4, "serviceAccountToken", Msg(374)),
+        one(5, "clusterTrustBundle", Msg(375)),
+        one(6, "podCertificate", Msg(376)),
     ] },
-    // 346: api/core/v1.PersistentVolumeClaimTemplate
+    // 351: api/core/v1.PersistentVolumeClaimTemplate
     Message { name: "PersistentVolumeClaimTemplate", special: Plain, fields: &[
-        one(1, "metadata", Msg(43)),
-        one(2, "spec", Msg(61)),
+        one(1, "metadata", Msg(44)),
+        one(2, "spec", Msg(62)),
     ] },
-    // 347: api/core/v1.ObjectFieldSelector
+    // 352: api/core/v1.ObjectFieldSelector
     Message { name: "ObjectFieldSelector", special: Plain, fields: &[
         one(1, "apiVersion", Str),
         keep(2, "fieldPath", Str),
     ] },
-    // 348: api/core/v1.ResourceFieldSelector
+    // 353: api/core/v1.ResourceFieldSelector
     Message { name: "ResourceFieldSelector", special: Plain, fields: &[
         one(1, "containerName", Str),
         keep(2, "resource", Str),
-        one(3, "divisor", Msg(120)),
+        one(3, "divisor", Msg(123)),
     ] },
-    // 349: api/core/v1.ConfigMapKeySelector
+    // 354: api/core/v1.ConfigMapKeySelector
     Message { name: "ConfigMapKeySelector", special: Plain, fields: &[
-        inline(1, "localObjectReference", Msg(52)),
+        inline(1, "localObjectReference", Msg(53)),
         keep(2, "key", Str),
         keep(3, "optional", Bool),
     ] },
-    // 350: api/core/v1.SecretKeySelector
+    // 355: api/core/v1.SecretKeySelector
     Message { name: "SecretKeySelector", special: Plain, fields: &[
-        inline(1, "localObjectReference", Msg(52)),
+        inline(1, "localObjectReference", Msg(53)),
         keep(2, "key", Str),
         keep(3, "optional", Bool),
     ] },
-    // 351: api/core/v1.FileKeySelector
+    // 356: api/core/v1.FileKeySelector
     Message { name: "FileKeySelector", special: Plain, fields: &[
         keep(1, "volumeName", Str),
         keep(2, "path", Str),
         keep(3, "key", Str),
         keep(4, "optional", Bool),
     ] },
-    // 352: api/core/v1.ExecAction
+    // 357: api/core/v1.ExecAction
     Message { name: "ExecAction", special: Plain, fields: &[
         many(1, "command", Str),
     ] },
-    // 353: api/core/v1.HttpGetAction
+    // 358: api/core/v1.HttpGetAction
     Message { name: "HttpGetAction", special: Plain, fields: &[
         one(1, "path", Str),
-        one(2, "port", Msg(190)),
+        one(2, "port", Msg(193)),
         one(3, "host", Str),
         one(4, "scheme", Str),
-        many(5, "httpHeaders", Msg(372)),
+        many(5, "httpHeaders", Msg(377)),
     ] },
-    // 354: api/core/v1.TcpSocketAction
+    // 359: api/core/v1.TcpSocketAction
     Message { name: "TcpSocketAction", special: Plain, fields: &[
-        one(1, "port", Msg(190)),
+        one(1, "port", Msg(193)),
         one(2, "host", Str),
     ] },
-    // 355: api/core/v1.GrpcAction
+    // 360: api/core/v1.GrpcAction
     Message { name: "GrpcAction", special: Plain, fields: &[
         keep(1, "port", I32),
         keep(2, "service", Str),
     ] },
-    // 356: api/core/v1.SleepAction
+    // 361: api/core/v1.SleepAction
     Message { name: "SleepAction", special: Plain, fields: &[
         keep(1, "seconds", I64),
     ] },
-    // 357: api/core/v1.NodeSelectorRequirement
+    // 362: api/core/v1.NodeSelectorRequirement
     Message { name: "NodeSelectorRequirement", special: Plain, fields: &[
         keep(1, "key", Str),
         keep(2, "operator", Str),
         many(3, "values", Str),
     ] },
-    // 358: api/networking/v1.HttpIngressPath
+    // 363: api/networking/v1.HttpIngressPath
     Message { name: "HttpIngressPath", special: Plain, fields: &[
         one(1, "path", Str),
-        one(2, "backend", Msg(181)),
+        one(2, "backend", Msg(184)),
         keep(3, "pathType", Str),
     ] },
-    // 359: apiextensions_apiserver/pkg/apis/apiextensions/v1.Json
+    // 364: apiextensions_apiserver/pkg/apis/apiextensions/v1.Json
     Message { name: "Json", special: RawJson, fields: &[] },
-    // 360: apiextensions_apiserver/pkg/apis/apiextensions/v1.JsonSchemaPropsOrArray
+    // 365: apiextensions_apiserver/pkg/apis/apiextensions/v1.JsonSchemaPropsOrArray
     Message { name: "JsonSchemaPropsOrArray", special: SchemaOrArray, fields: &[
-        one(1, "schema", Msg(338)),
-        many(2, "jSonSchemas", Msg(338)),
+        one(1, "schema", Msg(343)),
+        many(2, "jSonSchemas", Msg(343)),
     ] },
-    // 361: apiextensions_apiserver/pkg/apis/apiextensions/v1.JsonSchemaPropsOrBool
+    // 366: apiextensions_apiserver/pkg/apis/apiextensions/v1.JsonSchemaPropsOrBool
     Message { name: "JsonSchemaPropsOrBool", special: SchemaOrBool, fields: &[
         one(1, "allows", Bool),
-        one(2, "schema", Msg(338)),
+        one(2, "schema", Msg(343)),
     ] },
-    // 362: apiextensions_apiserver/pkg/apis/apiextensions/v1.JsonSchemaPropsOrStringArray
+    // 367: apiextensions_apiserver/pkg/apis/apiextensions/v1.JsonSchemaPropsOrStringArray
     Message { name: "JsonSchemaPropsOrStringArray", special: SchemaOrStringArray, fields: &[
-        one(1, "schema", Msg(338)),
+        one(1, "schema", Msg(343)),
         many(2, "property", Str),
     ] },
-    // 363: apiextensions_apiserver/pkg/apis/apiextensions/v1.ExternalDocumentation
+    // 368: apiextensions_apiserver/pkg/apis/apiextensions/v1.ExternalDocumentation
     Message { name: "ExternalDocumentation", special: Plain, fields: &[
         one(1, "description", Str),
         one(2, "url", Str),
     ] },
-    // 364: apiextensions_apiserver/pkg/apis/apiextensions/v1.ValidationRule
+    // 369: apiextensions_apiserver/pkg/apis/apiextensions/v1.ValidationRule
     Message { name: "ValidationRule", special: Plain, fields: &[
         keep(1, "rule", Str),
         one(2, "message", Str),
@@ -2612,44 +2641,44 @@ pub(super) static MESSAGES: &[Message] = &[
         one(5, "fieldPath", Str),
         keep(6, "optionalOldSelf", Bool),
     ] },
-    // 365: apiextensions_apiserver/pkg/apis/apiextensions/v1.ServiceReference
+    // 370: apiextensions_apiserver/pkg/apis/apiextensions/v1.ServiceReference
     Message { name: "ServiceReference", special: Plain, fields: &[
         keep(1, "namespace", Str),
         keep(2, "name", Str),
         keep(3, "path", Str),
         keep(4, "port", I32),
     ] },
-    // 366: api/core/v1.SecretProjection
+    // 371: api/core/v1.SecretProjection
     Message { name: "SecretProjection", special: Plain, fields: &[
-        inline(1, "localObjectReference", Msg(52)),
-        many(2, "items", Msg(343)),
+        inline(1, "localObjectReference", Msg(53)),
+        many(2, "items", Msg(348)),
         keep(4, "optional", Bool),
     ] },
-    // 367: api/core/v1.DownwardAPIProjection
+    // 372: api/core/v1.DownwardAPIProjection
     Message { name: "DownwardAPIProjection", special: Plain, fields: &[
-        many(1, "items", Msg(344)),
+        many(1, "items", Msg(349)),
     ] },
-    // 368: api/core/v1.ConfigMapProjection
+    // 373: api/core/v1.ConfigMapProjection
     Message { name: "ConfigMapProjection", special: Plain, fields: &[
-        inline(1, "localObjectReference", Msg(52)),
-        many(2, "items", Msg(343)),
+        inline(1, "localObjectReference", Msg(53)),
+        many(2, "items", Msg(348)),
         keep(4, "optional", Bool),
     ] },
-    // 369: api/core/v1.ServiceAccountTokenProjection
+    // 374: api/core/v1.ServiceAccountTokenProjection
     Message { name: "ServiceAccountTokenProjection", special: Plain, fields: &[
         one(1, "audience", Str),
         keep(2, "expirationSeconds", I64),
         keep(3, "path", Str),
     ] },
-    // 370: api/core/v1.ClusterTrustBundleProjection
+    // 375: api/core/v1.ClusterTrustBundleProjection
     Message { name: "ClusterTrustBundleProjection", special: Plain, fields: &[
         keep(1, "name", Str),
         keep(2, "signerName", Str),
-        one(3, "labelSelector", Msg(154)),
+        one(3, "labelSelector", Msg(157)),
         keep(4, "path", Str),
         keep(5, "optional", Bool),
     ] },
-    // 371: api/core/v1.PodCertificateProjection
+    // 376: api/core/v1.PodCertificateProjection
     Message { name: "PodCertificateProjection", special: Plain, fields: &[
         one(1, "signerName", Str),
         one(2, "keyType", Str),
@@ -2659,7 +2688,7 @@ pub(super) static MESSAGES: &[Message] = &[
         one(6, "certificateChainPath", Str),
         map(7, "userAnnotations", Str),
     ] },
-    // 372: api/core/v1.HttpHeader
+    // 377: api/core/v1.HttpHeader
     Message { name: "HttpHeader", special: Plain, fields: &[
         keep(1, "name", Str),
         keep(2, "value", Str),
@@ -2677,6 +2706,7 @@ pub(super) static ROOTS: &[(&str, &str, u16)] = &[
     ("authentication.k8s.io/v1", "SelfSubjectReview", 41),
     ("authentication.k8s.io/v1", "TokenRequest", 40),
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview", 42),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview", 43),
     ("autoscaling/v1", "HorizontalPodAutoscaler", 22),
     ("autoscaling/v1", "Scale", 23),
     ("autoscaling/v2", "HorizontalPodAutoscaler", 24),
