@@ -769,16 +769,12 @@ pub(super) fn validate_secret(obj: &Value, old: Option<&Value>, errs: &mut Vec<C
                 ));
             }
         }
-        "kubernetes.io/basic-auth" => {
-            if !has("username") && !has("password") {
-                errs.push(required(&data_path.key("username"), ""));
-                errs.push(required(&data_path.key("password"), ""));
-            }
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            errs.push(required(&data_path.key("username"), ""));
+            errs.push(required(&data_path.key("password"), ""));
         }
-        "kubernetes.io/ssh-auth" => {
-            if bytes("ssh-privatekey").is_none_or(|b| b.is_empty()) {
-                errs.push(required(&data_path.key("ssh-privatekey"), ""));
-            }
+        "kubernetes.io/ssh-auth" if bytes("ssh-privatekey").is_none_or(|b| b.is_empty()) => {
+            errs.push(required(&data_path.key("ssh-privatekey"), ""));
         }
         "kubernetes.io/tls" => {
             for key in ["tls.crt", "tls.key"] {

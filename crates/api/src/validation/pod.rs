@@ -464,10 +464,8 @@ fn validate_volume_source(vol: &Value, path: &Path, pod_name: Option<&str>, errs
                 validate_key_to_paths(source, &p, errs);
             }
             "downwardAPI" | "projected" => validate_mode(source, "defaultMode", &p, errs),
-            "persistentVolumeClaim" => {
-                if str_at(source, "claimName").is_empty() {
-                    errs.push(required(&p.child("claimName"), ""));
-                }
+            "persistentVolumeClaim" if str_at(source, "claimName").is_empty() => {
+                errs.push(required(&p.child("claimName"), ""));
             }
             "nfs" => {
                 if str_at(source, "server").is_empty() {
@@ -485,10 +483,8 @@ fn validate_volume_source(vol: &Value, path: &Path, pod_name: Option<&str>, errs
                     ));
                 }
             }
-            "csi" => {
-                if str_at(source, "driver").is_empty() {
-                    errs.push(required(&p.child("driver"), ""));
-                }
+            "csi" if str_at(source, "driver").is_empty() => {
+                errs.push(required(&p.child("driver"), ""));
             }
             "ephemeral" => {
                 if present(source, "volumeClaimTemplate").is_none() {
@@ -1238,10 +1234,8 @@ fn validate_handler(handler: &Value, probe: bool, grace: i64, path: &Path, errs:
         }
         count += 1;
         match *kind {
-            "exec" => {
-                if list_at(action, "command").is_empty() {
-                    errs.push(required(&p.child("command"), ""));
-                }
+            "exec" if list_at(action, "command").is_empty() => {
+                errs.push(required(&p.child("command"), ""));
             }
             "httpGet" => {
                 if action.get("path").and_then(Value::as_str) == Some("") {

@@ -16,11 +16,20 @@ enum Format {
 }
 
 /// A parsed quantity: its value times 10^9, rounded up like Kubernetes rounds sub-nano values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Quantities compare by value (`1Ki` equals `1024`), as Kubernetes' `Cmp` does.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Quantity {
     nanos: i128,
     format: Format,
 }
+
+impl PartialEq for Quantity {
+    fn eq(&self, other: &Self) -> bool {
+        self.nanos == other.nanos
+    }
+}
+
+impl Eq for Quantity {}
 
 impl PartialOrd for Quantity {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
@@ -154,12 +163,12 @@ impl Quantity {
         let sign = if self.nanos < 0 { "-" } else { "" };
         let abs = self.nanos.unsigned_abs();
         if self.format == Format::BinarySi
-            && abs % 1_000_000_000 == 0
+            && abs.is_multiple_of(1_000_000_000)
             && abs / 1_000_000_000 >= 1024
         {
             let mut v = abs / 1_000_000_000;
             let mut exp = 0;
-            while v % 1024 == 0 && exp < 60 {
+            while v.is_multiple_of(1024) && exp < 60 {
                 v /= 1024;
                 exp += 10;
             }
@@ -176,7 +185,7 @@ impl Quantity {
         }
         let mut v = abs;
         let mut exp: i32 = -9;
-        while v % 1000 == 0 && exp < 18 {
+        while v.is_multiple_of(1000) && exp < 18 {
             v /= 1000;
             exp += 3;
         }
