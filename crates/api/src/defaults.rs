@@ -53,9 +53,24 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
             let spec = ensure(obj, "spec");
             default_val(map(spec), "replicas", json!(1));
             default_template_of(spec);
+            default_status_counters(obj, &["replicas"]);
         }
-        ("apps", "StatefulSet") => default_stateful_set(obj),
-        ("apps", "DaemonSet") => default_daemon_set(obj),
+        ("apps", "StatefulSet") => {
+            default_stateful_set(obj);
+            default_status_counters(obj, &["replicas", "availableReplicas"]);
+        }
+        ("apps", "DaemonSet") => {
+            default_daemon_set(obj);
+            default_status_counters(
+                obj,
+                &[
+                    "currentNumberScheduled",
+                    "numberMisscheduled",
+                    "desiredNumberScheduled",
+                    "numberReady",
+                ],
+            );
+        }
         ("batch", "Job") => default_job(obj),
         ("batch", "CronJob") => default_cron_job(obj),
         ("autoscaling", "HorizontalPodAutoscaler") => default_hpa(obj),
@@ -65,6 +80,15 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
                 default_str(map(params), "scope", "Cluster");
             }
         }
+        ("policy", "PodDisruptionBudget") => default_status_counters(
+            obj,
+            &[
+                "disruptionsAllowed",
+                "currentHealthy",
+                "desiredHealthy",
+                "expectedPods",
+            ],
+        ),
         ("scheduling.k8s.io", "PriorityClass") => {
             default_str(map(obj), "preemptionPolicy", "PreemptLowerPriority");
         }
@@ -143,6 +167,15 @@ fn default_str(m: &mut Map<String, Value>, key: &str, value: &str) {
 fn default_nonzero(m: &mut Map<String, Value>, key: &str, value: i64) {
     if is_unset(m.get(key)) || m.get(key).and_then(Value::as_i64) == Some(0) {
         m.insert(key.to_string(), json!(value));
+    }
+}
+
+/// Status counters Go always serializes (no `omitempty`): a new object reads back with them at
+/// 0 until its controller reports, and typed clients require them once `status` is present.
+fn default_status_counters(obj: &mut Value, counters: &[&str]) {
+    let status = map(ensure(obj, "status"));
+    for counter in counters {
+        default_val(status, counter, json!(0));
     }
 }
 
@@ -869,12 +902,15 @@ fn default_hpa(obj: &mut Value) {
         || obj
             .pointer("/spec/targetCPUUtilizationPercentage")
             .is_some();
+    if v1 {
+        default_val(map(ensure(obj, "spec")), "minReplicas", json!(1));
+        default_status_counters(obj, &["currentReplicas", "desiredReplicas"]);
+        return;
+    }
+    default_status_counters(obj, &["desiredReplicas"]);
     let spec = ensure(obj, "spec");
     let s = map(spec);
     default_val(s, "minReplicas", json!(1));
-    if v1 {
-        return;
-    }
     let no_metrics = s
         .get("metrics")
         .and_then(Value::as_array)

@@ -682,6 +682,37 @@ fn other_group_defaults() {
 }
 
 #[test]
+fn status_counters_read_back_as_zero() {
+    let pdb = defaulted(
+        "policy",
+        "PodDisruptionBudget",
+        json!({"spec": {"minAvailable": 1}}),
+    );
+    assert_eq!(
+        pdb["status"],
+        json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0})
+    );
+    let ds = defaulted(
+        "apps",
+        "DaemonSet",
+        json!({"spec": {}, "status": {"numberReady": 2}}),
+    );
+    assert_eq!(ds["status"]["numberReady"], 2);
+    assert_eq!(ds["status"]["desiredNumberScheduled"], 0);
+    let rs = defaulted("apps", "ReplicaSet", json!({"spec": {}}));
+    assert_eq!(rs["status"], json!({"replicas": 0}));
+    let hpa = defaulted(
+        "autoscaling",
+        "HorizontalPodAutoscaler",
+        json!({"apiVersion": "autoscaling/v1", "spec": {}}),
+    );
+    assert_eq!(
+        hpa["status"],
+        json!({"currentReplicas": 0, "desiredReplicas": 0})
+    );
+}
+
+#[test]
 fn ingress_path_type_has_no_default_and_custom_kinds_are_untouched() {
     let ing = json!({"spec": {"rules": [{"http": {"paths": [{"path": "/", "backend": {}}]}}]}});
     assert_eq!(defaulted("networking.k8s.io", "Ingress", ing.clone()), ing);

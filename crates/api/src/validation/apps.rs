@@ -39,6 +39,7 @@ fn validate_selector_and_template(
     spec: &Value,
     path: &Path,
     empty_message: &str,
+    invalid_message: &str,
     errs: &mut Vec<Cause>,
 ) -> bool {
     let selector = present(spec, "selector");
@@ -56,8 +57,9 @@ fn validate_selector_and_template(
         }
     }
     let matches = match selector {
-        // A nil selector converts to "nothing", which is empty and so skips the match check.
-        None => Some(true),
+        // A nil selector converts to "nothing", which matches no labels at all, while an
+        // empty one converts to "everything", which skips the check.
+        None => Some(false),
         Some(selector) if selector_is_empty(selector) => Some(true),
         Some(selector) => selector_matches(selector, template_labels(spec)),
     };
@@ -66,7 +68,7 @@ fn validate_selector_and_template(
             errs.push(invalid(
                 &path.child("selector"),
                 Bad::Raw(go_label_selector(selector.unwrap_or(&Value::Null))),
-                "invalid label selector",
+                invalid_message,
             ));
             false
         }
@@ -112,6 +114,18 @@ fn validate_always_restart(template: &Value, template_path: &Path, errs: &mut Ve
             &["Always"],
         ));
     }
+}
+
+/// `%#v` of a strategy struct with an unknown type. Go prints a set `rollingUpdate` as a pointer
+/// address, so that case falls back to JSON.
+fn go_strategy(type_name: &str, rolling_type: &str, strategy: &Value) -> Bad {
+    if present(strategy, "rollingUpdate").is_some() {
+        return Bad::json(strategy);
+    }
+    Bad::Raw(format!(
+        "{type_name}{{Type:{}, RollingUpdate:(*{rolling_type})(nil)}}",
+        super::field::go_quote(str_at(strategy, "type"))
+    ))
 }
 
 /// `ValidatePositiveIntOrPercent`.
@@ -180,6 +194,7 @@ pub(super) fn validate_deployment(obj: &Value, old: Option<&Value>, errs: &mut V
         spec,
         &path,
         "empty selector is invalid for deployment",
+        "invalid label selector",
         errs,
     ) {
         validate_replica_template(spec, &path, "ReplicaSet", errs);
@@ -241,9 +256,13 @@ fn validate_deployment_strategy(strategy: &Value, path: &Path, errs: &mut Vec<Ca
                 not_more_than_100_percent(&unavailable, &p.child("maxUnavailable"), errs);
             }
         },
-        other => errs.push(not_supported(
+        _ => errs.push(not_supported(
             path,
-            Bad::json(&Value::from(other)),
+            go_strategy(
+                "apps.DeploymentStrategy",
+                "apps.RollingUpdateDeployment",
+                strategy,
+            ),
             &["Recreate", "RollingUpdate"],
         )),
     }
@@ -259,6 +278,7 @@ pub(super) fn validate_replica_set(obj: &Value, old: Option<&Value>, errs: &mut 
         spec,
         &path,
         "empty selector is invalid for deployment",
+        "invalid label selector",
         errs,
     ) {
         validate_replica_template(spec, &path, "ReplicaSet", errs);
@@ -308,7 +328,11 @@ pub(super) fn validate_stateful_set(obj: &Value, old: Option<&Value>, errs: &mut
             }
             _ => errs.push(invalid(
                 &sp,
-                Bad::json(strategy),
+                go_strategy(
+                    "apps.StatefulSetUpdateStrategy",
+                    "apps.RollingUpdateStatefulSetStrategy",
+                    strategy,
+                ),
                 "must be 'RollingUpdate' or 'OnDelete'",
             )),
         }
@@ -335,6 +359,7 @@ pub(super) fn validate_stateful_set(obj: &Value, old: Option<&Value>, errs: &mut
         spec,
         &path,
         "empty selector is invalid for statefulset",
+        "",
         errs,
     );
     // StatefulSet templates only get their metadata checked: volumes may come from claim
@@ -465,7 +490,11 @@ pub(super) fn validate_daemon_set(obj: &Value, old: Option<&Value>, errs: &mut V
             },
             _ => errs.push(not_supported(
                 &sp,
-                Bad::json(strategy),
+                go_strategy(
+                    "apps.DaemonSetUpdateStrategy",
+                    "apps.RollingUpdateDaemonSet",
+                    strategy,
+                ),
                 &["RollingUpdate", "OnDelete"],
             )),
         }

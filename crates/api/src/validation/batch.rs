@@ -34,10 +34,15 @@ pub(super) fn validate_job(obj: &Value, old: Option<&Value>, errs: &mut Vec<Caus
         None => errs.push(required(&path.child("selector"), "")),
         Some(selector) => validate_label_selector(selector, &path.child("selector"), errs),
     }
-    if let Some(selector) = present(spec, "selector")
-        && !super::meta::selector_is_empty(selector)
-        && selector_matches(selector, template_labels(spec)) == Some(false)
-    {
+    // A missing selector selects nothing, so the template cannot match it either.
+    let mismatch = match present(spec, "selector") {
+        None => true,
+        Some(selector) => {
+            !super::meta::selector_is_empty(selector)
+                && selector_matches(selector, template_labels(spec)) == Some(false)
+        }
+    };
+    if mismatch {
         errs.push(invalid(
             &path.at(&["template", "metadata", "labels"]),
             Bad::Raw(go_string_map(template_labels(spec))),

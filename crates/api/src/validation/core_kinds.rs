@@ -142,7 +142,7 @@ pub(super) fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Vec<
     let mut ips = cluster_ips(spec);
     if let Some(old) = old
         && ips.is_empty()
-        && present(spec, "clusterIP").is_none()
+        && str_at(spec, "clusterIP").is_empty()
     {
         ips = cluster_ips(old.get("spec").unwrap_or(&Value::Null));
     }

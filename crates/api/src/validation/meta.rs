@@ -422,11 +422,17 @@ pub(super) fn validate_label_selector(selector: &Value, path: &Path, errs: &mut 
 }
 
 /// Whether a `metav1.LabelSelector` matches a label map (`LabelSelectorAsSelector` + `Matches`).
-/// None when the selector cannot be converted (an unknown operator).
+/// None when the selector cannot be converted: an unknown operator, or keys and values that are
+/// not valid labels (Kubernetes builds its requirements through the same checks).
 pub(super) fn selector_matches(
     selector: &Value,
     labels: Option<&Map<String, Value>>,
 ) -> Option<bool> {
+    let mut problems = Vec::new();
+    validate_label_selector(selector, &Path::new("selector"), &mut problems);
+    if !problems.is_empty() {
+        return None;
+    }
     crate::selector::LabelSelector::from_object(selector)
         .ok()
         .map(|s| s.matches(labels))

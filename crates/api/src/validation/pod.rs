@@ -1447,6 +1447,21 @@ fn validate_resources(resources: &Value, path: &Path, errs: &mut Vec<Cause>) {
     }
 }
 
+/// `%#v` of a `core.Toleration`; a set `tolerationSeconds` is a pointer Go prints as an address,
+/// so that case falls back to JSON.
+fn go_toleration(t: &Value) -> Bad {
+    if present(t, "tolerationSeconds").is_some() {
+        return Bad::json(t);
+    }
+    Bad::Raw(format!(
+        "core.Toleration{{Key:{}, Operator:{}, Value:{}, Effect:{}, TolerationSeconds:(*int64)(nil)}}",
+        go_quote(str_at(t, "key")),
+        go_quote(str_at(t, "operator")),
+        go_quote(str_at(t, "value")),
+        go_quote(str_at(t, "effect"))
+    ))
+}
+
 /// `ValidateTolerations`.
 pub(super) fn validate_tolerations(tolerations: &[Value], path: &Path, errs: &mut Vec<Cause>) {
     for (i, t) in tolerations.iter().enumerate() {
@@ -1485,7 +1500,7 @@ pub(super) fn validate_tolerations(tolerations: &[Value], path: &Path, errs: &mu
                 if !value.is_empty() {
                     errs.push(invalid(
                         &p.child("operator"),
-                        Bad::json(t),
+                        go_toleration(t),
                         "value must be empty when `operator` is 'Exists'",
                     ));
                 }

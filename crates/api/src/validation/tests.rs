@@ -749,7 +749,14 @@ fn deployments() {
                 d["spec"].as_object_mut().map(|s| s.remove("selector"));
             }),
         ),
-        &[("spec.selector", "Required value")],
+        // A missing selector selects nothing, so Kubernetes reports the template as well.
+        &[
+            ("spec.selector", "Required value"),
+            (
+                "spec.template.metadata.labels",
+                "Invalid value: map[string]string{\"app\":\"web\"}: `selector` does not match template `labels`",
+            ),
+        ],
     );
     expect(
         create_causes(
