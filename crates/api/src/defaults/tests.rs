@@ -229,6 +229,36 @@ fn defaulted_objects_are_still_valid() {
 }
 
 #[test]
+fn defaulted_objects_decode_as_their_types_without_unknown_fields() {
+    for (group, kind, obj) in samples() {
+        let mut obj = defaulted(group, kind, obj);
+        let version = match obj.get("apiVersion").and_then(Value::as_str) {
+            Some(api_version) => crate::resources::split_api_version(api_version)
+                .1
+                .to_string(),
+            None => "v1".to_string(),
+        };
+        let api_version = if group.is_empty() {
+            version.clone()
+        } else {
+            format!("{group}/{version}")
+        };
+        obj["apiVersion"] = json!(api_version);
+        obj["kind"] = json!(kind);
+        // ReplicationControllers are not served, so they have no decoder.
+        let Some(decoded) = crate::codec::decode(group, &version, kind, obj) else {
+            continue;
+        };
+        let decoded = decoded.unwrap_or_else(|e| panic!("{group}/{kind}: {e}"));
+        assert_eq!(
+            decoded.unknown_fields,
+            Vec::<String>::new(),
+            "{group}/{kind}"
+        );
+    }
+}
+
+#[test]
 fn pods_read_back_like_kubernetes() {
     let pod = defaulted(
         "",

@@ -13,7 +13,8 @@ use super::field::{
     required, str_at, too_long,
 };
 use super::meta::{
-    normalized, same, validate_kube_finalizer_name, validate_label_selector, validate_labels,
+    normalized, same, struct_diff, validate_kube_finalizer_name, validate_label_selector,
+    validate_labels,
 };
 use super::names::{
     is_config_map_key, is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_port_num,
@@ -972,31 +973,6 @@ pub(super) fn validate_pvc(obj: &Value, old: Option<&Value>, errs: &mut Vec<Caus
             "field is immutable",
         ));
     }
-}
-
-/// A diff of differing top-level fields, in the spirit of the `cmp.Diff` Kubernetes appends.
-pub(super) fn struct_diff(type_name: &str, old: &Value, new: &Value) -> String {
-    let empty = Map::new();
-    let old = old.as_object().unwrap_or(&empty);
-    let new = new.as_object().unwrap_or(&empty);
-    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    let mut out = format!("  {type_name}{{\n");
-    for key in keys {
-        let (a, b) = (old.get(key), new.get(key));
-        if a == b {
-            continue;
-        }
-        if let Some(a) = a {
-            out.push_str(&format!("- \t{}: {},\n", go_quote(key), a));
-        }
-        if let Some(b) = b {
-            out.push_str(&format!("+ \t{}: {},\n", go_quote(key), b));
-        }
-    }
-    out.push_str("  }\n");
-    out
 }
 
 /// PersistentVolume sources, in Kubernetes' check order.

@@ -490,3 +490,28 @@ pub(super) fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
     };
     (empty(&a) && empty(&b)) || a == b
 }
+
+/// A diff of differing top-level fields, in the spirit of the `cmp.Diff` Kubernetes appends.
+pub(super) fn struct_diff(type_name: &str, old: &Value, new: &Value) -> String {
+    let empty = Map::new();
+    let old = old.as_object().unwrap_or(&empty);
+    let new = new.as_object().unwrap_or(&empty);
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = format!("  {type_name}{{\n");
+    for key in keys {
+        let (a, b) = (old.get(key), new.get(key));
+        if a == b {
+            continue;
+        }
+        if let Some(a) = a {
+            out.push_str(&format!("- \t{}: {},\n", go_quote(key), a));
+        }
+        if let Some(b) = b {
+            out.push_str(&format!("+ \t{}: {},\n", go_quote(key), b));
+        }
+    }
+    out.push_str("  }\n");
+    out
+}

@@ -10,7 +10,9 @@ use super::field::{
     Bad, Path, duplicate, forbidden, go_quote, int_at, invalid, list_at, not_found, not_supported,
     present, required, str_at,
 };
-use super::meta::{normalized, validate_annotations, validate_label_selector, validate_labels};
+use super::meta::{
+    normalized, struct_diff, validate_annotations, validate_label_selector, validate_labels,
+};
 use super::names::{
     NameRule, inclusive_range_error, is_config_map_key, is_dns1123_label, is_dns1123_subdomain,
     is_env_var_name, is_http_header_name, is_qualified_name, is_valid_label_value,
@@ -1593,7 +1595,7 @@ fn validate_pod_update(spec: &Value, old_spec: &Value, errs: &mut Vec<Cause>) {
             &format!(
                 "pod updates may not change fields other than {}\n{}",
                 UPDATABLE_POD_SPEC_FIELDS.join(","),
-                spec_diff(&old_norm, &munged)
+                struct_diff("core.PodSpec", &old_norm, &munged)
             ),
         ));
     }
@@ -1632,29 +1634,4 @@ fn munge_pod_spec(spec: &Value, old_spec: &Value) -> Value {
         }
     }
     normalized(&munged)
-}
-
-/// A short diff of the top-level spec fields that differ, in the spirit of `cmp.Diff`.
-fn spec_diff(old: &Value, new: &Value) -> String {
-    let empty = Map::new();
-    let old = old.as_object().unwrap_or(&empty);
-    let new = new.as_object().unwrap_or(&empty);
-    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    let mut out = String::from("  core.PodSpec{\n");
-    for key in keys {
-        let (a, b) = (old.get(key), new.get(key));
-        if a == b {
-            continue;
-        }
-        if let Some(a) = a {
-            out.push_str(&format!("- \t{}: {},\n", go_quote(key), a));
-        }
-        if let Some(b) = b {
-            out.push_str(&format!("+ \t{}: {},\n", go_quote(key), b));
-        }
-    }
-    out.push_str("  }\n");
-    out
 }
