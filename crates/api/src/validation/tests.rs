@@ -1759,3 +1759,71 @@ fn custom_resources_get_metadata_checks_only() {
         )],
     );
 }
+
+#[test]
+fn cron_job_time_zones() {
+    let cron = json!({"metadata": meta("tz"), "spec": {"schedule": "0 3 * * *", "timeZone": "",
+        "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "busybox:1.36"}]}}}}}});
+    expect(
+        create_causes("batch", "CronJob", &cron),
+        &[(
+            "spec.timeZone",
+            "Invalid value: \"\": timeZone must be nil or non-empty string",
+        )],
+    );
+    expect(
+        create_causes(
+            "batch",
+            "CronJob",
+            &with(&cron, |c| c["spec"]["timeZone"] = json!("../etc")),
+        ),
+        &[(
+            "spec.timeZone",
+            "Invalid value: \"../etc\": unknown time zone ../etc",
+        )],
+    );
+    // Only meaningful where a time zone database is installed.
+    if jiff::tz::TimeZone::get("Europe/London").is_ok() {
+        expect(
+            create_causes(
+                "batch",
+                "CronJob",
+                &with(&cron, |c| c["spec"]["timeZone"] = json!("Europe/London")),
+            ),
+            &[],
+        );
+        expect(
+            create_causes(
+                "batch",
+                "CronJob",
+                &with(&cron, |c| c["spec"]["timeZone"] = json!("Mars/Olympus")),
+            ),
+            &[(
+                "spec.timeZone",
+                "Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus",
+            )],
+        );
+    }
+}
+
+#[test]
+fn causes_aggregate_into_the_status_kubectl_prints() {
+    let obj = defaulted(
+        "apps",
+        "Deployment",
+        &with(&deployment(), |d| {
+            d["spec"].as_object_mut().map(|s| s.remove("selector"));
+        }),
+    );
+    let causes = validate("apps", "Deployment", &obj, None, true);
+    let err = crate::status::ApiError::invalid("apps", "Deployment", "web", causes);
+    assert_eq!(
+        err.message,
+        "Deployment.apps \"web\" is invalid: [spec.selector: Required value, spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"web\"}: `selector` does not match template `labels`]"
+    );
+    assert_eq!(
+        err.to_status()["details"]["causes"][0]["reason"],
+        "FieldValueRequired"
+    );
+}
