@@ -13,6 +13,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::validation::quantity::{Quantity, from_json};
+use crate::validation::{JOB_CONTROLLER_UID_LABELS, JOB_NAME_LABELS, SYSTEM_PRIORITY_CLASSES};
 
 /// Apply Kubernetes' defaults for `group`/`kind` to `obj` in place. Unknown kinds (custom
 /// resources) are left alone: their defaults come from their schema.
@@ -189,12 +190,6 @@ fn str_of<'a>(m: &'a Map<String, Value>, key: &str) -> &'a str {
 const DEFAULT_TOLERATION_KEYS: [&str; 2] = [
     "node.kubernetes.io/not-ready",
     "node.kubernetes.io/unreachable",
-];
-
-/// Built-in priority classes and their values, resolved without a lookup.
-const SYSTEM_PRIORITY_CLASSES: [(&str, i64); 2] = [
-    ("system-node-critical", 2_000_001_000),
-    ("system-cluster-critical", 2_000_000_000),
 ];
 
 fn default_pod(obj: &mut Value) {
@@ -545,7 +540,7 @@ fn default_replication_controller(obj: &mut Value) {
         {
             spec.insert("selector".into(), Value::Object(labels.clone()));
         }
-        let meta = map(ensure(obj, "metadata"));
+        let meta = crate::meta::metadata_mut(obj);
         if meta
             .get("labels")
             .and_then(Value::as_object)
@@ -619,10 +614,6 @@ fn default_daemon_set(obj: &mut Value) {
     default_template_of(spec);
 }
 
-/// Labels the Job strategy generates: `(prefixed, legacy)` pairs.
-const JOB_UID_LABELS: [&str; 2] = ["batch.kubernetes.io/controller-uid", "controller-uid"];
-const JOB_NAME_LABELS: [&str; 2] = ["batch.kubernetes.io/job-name", "job-name"];
-
 fn default_job(obj: &mut Value) {
     let name = obj
         .pointer("/metadata/name")
@@ -683,7 +674,7 @@ fn copy_template_labels_to_job(obj: &mut Value) {
         .filter(|l| !l.is_empty())
         .cloned();
     if let Some(labels) = labels {
-        let meta = map(ensure(obj, "metadata"));
+        let meta = crate::meta::metadata_mut(obj);
         if meta
             .get("labels")
             .and_then(Value::as_object)
@@ -702,13 +693,13 @@ fn generate_job_selector(spec: &mut Value, name: &str, uid: &str) {
     for key in JOB_NAME_LABELS {
         labels.entry(key).or_insert_with(|| json!(name));
     }
-    for key in JOB_UID_LABELS {
+    for key in JOB_CONTROLLER_UID_LABELS {
         labels.entry(key).or_insert_with(|| json!(uid));
     }
     let selector = ensure(spec, "selector");
     let match_labels = map(ensure(selector, "matchLabels"));
     match_labels
-        .entry(JOB_UID_LABELS[0])
+        .entry(JOB_CONTROLLER_UID_LABELS[0])
         .or_insert_with(|| json!(uid));
 }
 
@@ -822,7 +813,9 @@ fn default_namespace(obj: &mut Value) {
         .unwrap_or("")
         .to_string();
     if !name.is_empty() {
-        let labels = map(ensure(ensure(obj, "metadata"), "labels"));
+        let meta = crate::meta::metadata_mut(obj);
+        let labels = meta.entry("labels").or_insert_with(|| json!({}));
+        let labels = map(labels);
         labels.insert("kubernetes.io/metadata.name".into(), json!(name));
     }
     default_val(

@@ -24,6 +24,18 @@ use serde_json::Value;
 
 use crate::status::Cause;
 
+/// The priority classes the system defines and their fixed values (neither is a global
+/// default). Defaulting resolves them for pods; validation reserves the `system-` prefix.
+pub(crate) const SYSTEM_PRIORITY_CLASSES: [(&str, i64); 2] = [
+    ("system-node-critical", 2_000_001_000),
+    ("system-cluster-critical", 2_000_000_000),
+];
+
+/// Labels the Job strategy puts on generated templates: the prefixed label and its legacy twin.
+pub(crate) const JOB_CONTROLLER_UID_LABELS: [&str; 2] =
+    ["batch.kubernetes.io/controller-uid", "controller-uid"];
+pub(crate) const JOB_NAME_LABELS: [&str; 2] = ["batch.kubernetes.io/job-name", "job-name"];
+
 /// Validate `obj` of `group`/`kind`; `old` is the stored object on updates. `namespaced` tells
 /// whether the resource lives in a namespace. An empty result means the object is valid.
 pub fn validate(

@@ -91,9 +91,19 @@ fn validate_replica_template(spec: &Value, path: &Path, kind: &str, errs: &mut V
     let template = spec.get("template").unwrap_or(&Value::Null);
     validate_pod_template_spec(template, &template_path, errs);
     validate_always_restart(template, &template_path, errs);
-    if present(template, "spec")
-        .and_then(|s| present(s, "activeDeadlineSeconds"))
-        .is_some()
+    forbid_active_deadline(template, &template_path, kind, errs);
+}
+
+/// Controller-managed pods run until replaced, so a template may not carry a deadline.
+fn forbid_active_deadline(
+    template: &Value,
+    template_path: &Path,
+    kind: &str,
+    errs: &mut Vec<Cause>,
+) {
+    if template
+        .pointer("/spec/activeDeadlineSeconds")
+        .is_some_and(|v| !v.is_null())
     {
         errs.push(forbidden(
             &template_path.at(&["spec", "activeDeadlineSeconds"]),
@@ -378,15 +388,7 @@ pub(super) fn validate_stateful_set(obj: &Value, old: Option<&Value>, errs: &mut
         errs,
     );
     validate_always_restart(template, &template_path, errs);
-    if template
-        .pointer("/spec/activeDeadlineSeconds")
-        .is_some_and(|v| !v.is_null())
-    {
-        errs.push(forbidden(
-            &template_path.at(&["spec", "activeDeadlineSeconds"]),
-            "activeDeadlineSeconds in StatefulSet is not Supported",
-        ));
-    }
+    forbid_active_deadline(template, &template_path, "StatefulSet", errs);
 
     if let Some(old) = old {
         // Everything but these fields is fixed once the StatefulSet exists.
@@ -448,15 +450,7 @@ pub(super) fn validate_daemon_set(obj: &Value, old: Option<&Value>, errs: &mut V
     let template = spec.get("template").unwrap_or(&Value::Null);
     validate_pod_template_spec(template, &template_path, errs);
     validate_always_restart(template, &template_path, errs);
-    if template
-        .pointer("/spec/activeDeadlineSeconds")
-        .is_some_and(|v| !v.is_null())
-    {
-        errs.push(forbidden(
-            &template_path.at(&["spec", "activeDeadlineSeconds"]),
-            "activeDeadlineSeconds in DaemonSet is not Supported",
-        ));
-    }
+    forbid_active_deadline(template, &template_path, "DaemonSet", errs);
     nonnegative(spec, "minReadySeconds", &path, errs);
     if let Some(strategy) = present(spec, "updateStrategy") {
         let sp = path.child("updateStrategy");
@@ -538,18 +532,5 @@ pub(super) fn validate_replication_controller(obj: &Value, errs: &mut Vec<Cause>
     }
     validate_pod_template_spec(template, &template_path, errs);
     validate_always_restart(template, &template_path, errs);
-    if template
-        .pointer("/spec/activeDeadlineSeconds")
-        .is_some_and(|v| !v.is_null())
-    {
-        errs.push(invalid(
-            &template_path.at(&["spec", "activeDeadlineSeconds"]),
-            Bad::json(
-                template
-                    .pointer("/spec/activeDeadlineSeconds")
-                    .unwrap_or(&Value::Null),
-            ),
-            "activeDeadlineSeconds in ReplicationController is not Supported",
-        ));
-    }
+    forbid_active_deadline(template, &template_path, "ReplicationController", errs);
 }

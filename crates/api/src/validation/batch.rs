@@ -10,11 +10,8 @@ use super::field::{
 use super::meta::{same, selector_matches, validate_label_selector};
 use super::names::is_dns1123_label;
 use super::pod::validate_pod_template_spec;
+use super::{JOB_CONTROLLER_UID_LABELS, JOB_NAME_LABELS};
 use crate::status::Cause;
-
-/// Labels the Job strategy puts on pod templates; the prefixed ones are required for new Jobs.
-const CONTROLLER_UID_LABELS: [&str; 2] = ["controller-uid", "batch.kubernetes.io/controller-uid"];
-const JOB_NAME_LABELS: [&str; 2] = ["job-name", "batch.kubernetes.io/job-name"];
 
 /// The largest parallelism an Indexed Job may ask for.
 const MAX_PARALLELISM_FOR_INDEXED_JOB: i64 = 100_000;
@@ -96,7 +93,9 @@ fn validate_generated_selector(obj: &Value, spec: &Value, errs: &mut Vec<Cause>)
     let meta_path = Path::new("spec").at(&["template", "metadata"]);
     let labels = template_labels(spec);
     let mut expected = Map::new();
-    for (keys, value) in [(CONTROLLER_UID_LABELS, uid), (JOB_NAME_LABELS, name)] {
+    // Kubernetes checks the legacy label before the prefixed one.
+    for (keys, value) in [(JOB_CONTROLLER_UID_LABELS, uid), (JOB_NAME_LABELS, name)] {
+        let keys = [keys[1], keys[0]];
         for key in keys {
             match labels.and_then(|l| l.get(key)).and_then(Value::as_str) {
                 None => errs.push(required(

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
+use super::SYSTEM_PRIORITY_CLASSES;
 use super::apps::spec;
 use super::field::{
     Bad, Path, forbidden, go_quote, int_at, invalid, list_at, not_supported, present, required,
@@ -333,12 +334,6 @@ pub(super) fn validate_pdb(obj: &Value, errs: &mut Vec<Cause>) {
         }
     }
 }
-
-/// The priority classes the system defines: name, value, globalDefault.
-const SYSTEM_PRIORITY_CLASSES: [(&str, i64); 2] = [
-    ("system-node-critical", 2_000_001_000),
-    ("system-cluster-critical", 2_000_000_000),
-];
 
 /// `HighestUserDefinablePriority`.
 const MAX_USER_PRIORITY: i64 = 1_000_000_000;
