@@ -211,8 +211,10 @@ fn default_pod(obj: &mut Value) {
             if let Some(Value::Array(containers)) = s.get_mut(key) {
                 for port in containers.iter_mut().flat_map(|c| items(c, "ports")) {
                     let p = map(port);
-                    let container_port = p.get("containerPort").cloned().unwrap_or(json!(0));
-                    default_nonzero(p, "hostPort", container_port.as_i64().unwrap_or(0));
+                    let container_port = p.get("containerPort").and_then(Value::as_i64);
+                    if let Some(container_port) = container_port.filter(|p| *p != 0) {
+                        default_nonzero(p, "hostPort", container_port);
+                    }
                 }
             }
         }
