@@ -38,7 +38,11 @@ pub fn decode_body(content_type: Option<&str>, body: &Bytes) -> Result<Value, Ap
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}"))),
         "application/vnd.kubernetes.protobuf" => maestro_api::protobuf::decode_body(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding protobuf body: {e}"))),
-        other => Err(ApiError::unsupported_media_type(other)),
+        _ => Err(ApiError::unsupported_media_type(&[
+            "application/json",
+            "application/yaml",
+            "application/vnd.kubernetes.protobuf",
+        ])),
     }
 }
 

@@ -13,7 +13,6 @@ pub mod object;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
-pub mod pods;
 pub mod registry;
 pub mod request;
 pub mod response;

@@ -16,6 +16,15 @@ const MERGE_PATCH: &str = "application/merge-patch+json";
 const STRATEGIC_MERGE_PATCH: &str = "application/strategic-merge-patch+json";
 const APPLY_PATCH: &str = "application/apply-patch+yaml";
 
+/// The 415 of a patch type the resource does not take.
+fn unsupported_patch(res: Option<&Resource>) -> ApiError {
+    let mut accepted = vec![JSON_PATCH, MERGE_PATCH, APPLY_PATCH];
+    if res.is_none_or(|r| r.custom.is_none()) {
+        accepted.push(STRATEGIC_MERGE_PATCH);
+    }
+    ApiError::unsupported_media_type(&accepted)
+}
+
 fn media(content_type: &str) -> String {
     content_type
         .split(';')
@@ -59,7 +68,7 @@ pub fn apply_patch_document(
         STRATEGIC_MERGE_PATCH => {
             // Custom resources have no patch metadata: kubectl falls back to merge patch on 415.
             if res.is_some_and(|r| r.custom.is_some()) {
-                return Err(ApiError::unsupported_media_type(&kind));
+                return Err(unsupported_patch(res));
             }
             let patch: Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding strategic merge patch: {e}")))?;
@@ -68,7 +77,7 @@ pub fn apply_patch_document(
             }
             strategic_merge(res, current, &patch)
         }
-        _ => Err(ApiError::unsupported_media_type(&kind)),
+        _ => Err(unsupported_patch(res)),
     }
 }
 
@@ -129,7 +138,7 @@ pub async fn patch(
     // Reject unknown patch types before touching the object.
     let kind = media(content_type);
     if ![JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH].contains(&kind.as_str()) {
-        return Err(ApiError::unsupported_media_type(&kind));
+        return Err(unsupported_patch(Some(res)));
     }
     registry
         .read_modify_write(

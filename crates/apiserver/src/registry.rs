@@ -412,9 +412,7 @@ impl Registry {
                 FieldValidation::Ignore => {}
             }
         }
-        let mut stored = self.to_storage(res, normalized);
-        maestro_api::defaults::apply_defaults(res.storage_group(), &res.info.kind, &mut stored);
-        Ok(stored)
+        Ok(self.to_storage(res, normalized))
     }
 
     fn to_storage(&self, res: &Resource, value: Value) -> Value {
@@ -521,8 +519,10 @@ impl Registry {
         self.check_namespace(res, namespace).await?;
         let timestamp = now();
         prepare_for_create(res, &mut obj, timestamp);
+        let base = obj;
         // A generated name may collide; Kubernetes returns the conflict, we retry a few times.
         for attempt in 0..8 {
+            let mut obj = base.clone();
             if !has_name && let Some(prefix) = &generate_name {
                 meta::metadata_mut(&mut obj).insert(
                     "name".into(),
@@ -542,6 +542,8 @@ impl Registry {
                     metadata.remove("generation");
                 }
             }
+            // Defaults come last: some derive from the name and uid (Job selectors).
+            maestro_api::defaults::apply_defaults(res.storage_group(), &res.info.kind, &mut obj);
             self.validate(res, &obj, None)?;
             let name = meta::name(&obj).to_string();
             if opts.dry_run {
@@ -643,6 +645,7 @@ impl Registry {
             let mut warnings = Vec::new();
             let mut new = self.admit_body(res, requested, opts, &mut warnings)?;
             prepare_for_update(res, &mut new, &old, subresource);
+            maestro_api::defaults::apply_defaults(res.storage_group(), &res.info.kind, &mut new);
             self.validate(res, &new, Some(&old))?;
             // Deletion completes when the last finalizer is removed.
             let finished = meta::deletion_timestamp(&new).is_some()
@@ -922,10 +925,12 @@ fn prepare_for_create(res: &Resource, obj: &mut Value, now: jiff::Timestamp) {
         match (res.info.storage_group.as_str(), res.info.kind.as_str()) {
             ("", "Namespace") => {
                 map.insert("status".into(), json!({"phase": "Active"}));
+                // The namespace controller owns this finalizer: it empties the namespace first.
+                map.insert("spec".into(), json!({"finalizers": ["kubernetes"]}));
             }
+            // Defaults give a new pod its Pending phase and QoS class.
             ("", "Pod") => {
-                let qos = crate::pods::qos_class(map.get("spec").unwrap_or(&Value::Null));
-                map.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+                map.remove("status");
             }
             ("apiextensions.k8s.io", "CustomResourceDefinition") => {
                 crd::establish(obj, now);
@@ -998,8 +1003,15 @@ fn prepare_for_update(res: &Resource, new: &mut Value, old: &Value, subresource:
         }
     }
     for field in ["namespace", "name"] {
-        if let Some(v) = old_meta.get(field) {
-            metadata.insert(field.into(), v.clone());
+        match old_meta.get(field) {
+            Some(v) => {
+                metadata.insert(field.into(), v.clone());
+            }
+            // Cluster-scoped objects have no namespace, whatever the body says.
+            None if field == "namespace" => {
+                metadata.remove(field);
+            }
+            None => {}
         }
     }
     if bump {

@@ -126,7 +126,7 @@ pub fn watch(c: &Cluster) {
     let mut child = Command::new(&c.kubectl.path)
         .env("KUBECONFIG", c.kubeconfig())
         .args(["--cache-dir", c.dir.path().join("watch-cache").to_str().unwrap()])
-        .args(["get", "configmaps", "-w", "--output-watch-events", "-o", "custom-columns=NAME:.metadata.name,V:.data.v", "--no-headers"])
+        .args(["get", "configmaps", "-w", "--output-watch-events", "-o", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -140,10 +140,20 @@ pub fn watch(c: &Cluster) {
     let mut out = String::new();
     child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     let _ = child.wait();
-    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert!(lines.contains(&vec!["ADDED", "watched", "1"]), "{out}");
-    assert!(lines.contains(&vec!["MODIFIED", "watched", "2"]), "{out}");
-    assert!(lines.contains(&vec!["DELETED", "watched", "2"]), "{out}");
+    let events: Vec<(String, String, String)> = serde_json::Deserializer::from_str(&out)
+        .into_iter::<Value>()
+        .map(|e| e.expect("kubectl prints JSON events"))
+        .map(|e| {
+            let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (s(&e["type"]), s(&e["object"]["metadata"]["name"]), s(&e["object"]["data"]["v"]))
+        })
+        .filter(|(_, name, _)| name == "watched")
+        .collect();
+    let expected: Vec<(String, String, String)> = [("ADDED", "1"), ("MODIFIED", "2"), ("DELETED", "2")]
+        .iter()
+        .map(|(t, v)| (t.to_string(), "watched".to_string(), v.to_string()))
+        .collect();
+    assert_eq!(events, expected, "{out}");
 }
 
 pub fn label_annotate(c: &Cluster) {
@@ -350,8 +360,10 @@ pub fn custom_resources(c: &Cluster) {
     let invalid = c.fails(&["apply", "-f", "-"], Some("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w3}\nspec: {size: 0}\n"));
     assert!(invalid.contains("spec.size") && invalid.contains("greater than or equal to 1"), "{invalid}");
     c.ok(&["patch", "widget", "w1", "--type=merge", "-p", r#"{"spec":{"size":5}}"#]);
-    // kubectl's default (strategic) patch falls back to merge patch for custom resources.
-    c.ok(&["patch", "widget", "w1", "-p", r#"{"spec":{"color":"blue"}}"#]);
+    // Custom resources have no strategic merge patch: 415, as in Kubernetes.
+    let smp = c.fails(&["patch", "widget", "w1", "-p", r#"{"spec":{"color":"blue"}}"#], None);
+    assert!(smp.contains("application/strategic-merge-patch+json is not supported"), "{smp}");
+    c.ok(&["patch", "widget", "w1", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/color","value":"blue"}]"#]);
     let w = c.json(&["get", "widget", "w1"]);
     assert_eq!((w["spec"]["size"].as_i64(), w["spec"]["color"].as_str()), (Some(5), Some("blue")));
     assert_eq!(w["metadata"]["generation"], 3);
