@@ -10,7 +10,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "maestro", version, about = "A lightweight Kubernetes-compatible orchestrator")]
+#[command(
+    name = "maestro",
+    version,
+    about = "A lightweight Kubernetes-compatible orchestrator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -71,7 +75,12 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     };
     let server = maestro_apiserver::ApiServer::start(config)
         .await
-        .with_context(|| format!("starting the API server with data dir {}", args.data_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "starting the API server with data dir {}",
+                args.data_dir.display()
+            )
+        })?;
     maestro_controllers::start(server.state.registry.clone(), &server.credentials);
     if args.no_agent {
         tracing::info!("running without a node agent (--no-agent)");
@@ -79,7 +88,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!("this build has no node agent yet; running the control plane only");
     }
     tracing::info!(address = %server.address, kubeconfig = %server.kubeconfig.display(), "maestro server ready");
-    tokio::signal::ctrl_c().await.context("waiting for a signal")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for a signal")?;
     tracing::info!("shutting down");
     Ok(())
 }

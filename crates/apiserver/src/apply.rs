@@ -38,7 +38,13 @@ pub fn field_set(config: &Value, path: &mut Vec<String>, keys: ListKeys<'_>) -> 
             if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind") {
                 continue;
             }
-            if path.len() == 1 && path[0] == "metadata" && !matches!(k.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences") {
+            if path.len() == 1
+                && path[0] == "metadata"
+                && !matches!(
+                    k.as_str(),
+                    "labels" | "annotations" | "finalizers" | "ownerReferences"
+                )
+            {
                 continue;
             }
             path.push(k.clone());
@@ -90,7 +96,10 @@ fn merge(live: &Value, config: &Value, path: &mut Vec<String>, keys: ListKeys<'_
                 let mut out = l.clone();
                 for item in c {
                     let key = item_key(item, &list_keys);
-                    match out.iter().position(|x| key.is_some() && item_key(x, &list_keys) == key) {
+                    match out
+                        .iter()
+                        .position(|x| key.is_some() && item_key(x, &list_keys) == key)
+                    {
                         Some(i) => out[i] = merge(&out[i], item, path, keys),
                         None => out.push(item.clone()),
                     }
@@ -105,22 +114,36 @@ fn merge(live: &Value, config: &Value, path: &mut Vec<String>, keys: ListKeys<'_
 
 /// Remove from `obj` the fields in `removed` (a FieldsV1 set).
 fn remove_fields(obj: &mut Value, removed: &Value) {
-    let (Some(map), Some(set)) = (obj.as_object_mut(), removed.as_object()) else { return };
+    let (Some(map), Some(set)) = (obj.as_object_mut(), removed.as_object()) else {
+        return;
+    };
     for (entry, children) in set {
-        let Some(field) = entry.strip_prefix("f:") else { continue };
+        let Some(field) = entry.strip_prefix("f:") else {
+            continue;
+        };
         let leaf = children.as_object().is_none_or(|c| c.is_empty());
         if leaf {
             map.remove(field);
             continue;
         }
-        let Some(child) = map.get_mut(field) else { continue };
+        let Some(child) = map.get_mut(field) else {
+            continue;
+        };
         match child {
             Value::Array(items) => {
-                let Some(children) = children.as_object() else { continue };
+                let Some(children) = children.as_object() else {
+                    continue;
+                };
                 for (item_key, item_set) in children {
-                    let Some(json_key) = item_key.strip_prefix("k:") else { continue };
-                    let Ok(Value::Object(key_fields)) = serde_json::from_str::<Value>(json_key) else { continue };
-                    let matches = |item: &Value| key_fields.iter().all(|(k, v)| item.get(k) == Some(v));
+                    let Some(json_key) = item_key.strip_prefix("k:") else {
+                        continue;
+                    };
+                    let Ok(Value::Object(key_fields)) = serde_json::from_str::<Value>(json_key)
+                    else {
+                        continue;
+                    };
+                    let matches =
+                        |item: &Value| key_fields.iter().all(|(k, v)| item.get(k) == Some(v));
                     if item_set.get(".").is_some() {
                         items.retain(|item| !matches(item));
                     } else if let Some(item) = items.iter_mut().find(|i| matches(i)) {
@@ -156,11 +179,17 @@ fn difference(a: &Value, b: &Value) -> Value {
 
 /// Leaf paths present in both sets, as `.spec.replicas`-style strings.
 fn overlap(a: &Value, b: &Value, prefix: &str, out: &mut Vec<String>) {
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return };
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return;
+    };
     for (k, v) in a {
         if let Some(bv) = b.get(k) {
-            let name = k.strip_prefix("f:").map(|f| format!("{prefix}.{f}")).unwrap_or_else(|| format!("{prefix}[{k}]"));
-            let leaf = v.as_object().is_none_or(|m| m.is_empty()) || bv.as_object().is_none_or(|m| m.is_empty());
+            let name = k
+                .strip_prefix("f:")
+                .map(|f| format!("{prefix}.{f}"))
+                .unwrap_or_else(|| format!("{prefix}[{k}]"));
+            let leaf = v.as_object().is_none_or(|m| m.is_empty())
+                || bv.as_object().is_none_or(|m| m.is_empty());
             if leaf {
                 if k != "." {
                     out.push(name);
@@ -195,7 +224,13 @@ fn managed_entry(manager: &str, api_version: &str, fields: Value) -> Value {
 }
 
 /// Compute the object after applying `config` as `manager` onto `live`.
-pub fn apply_to(live: &Value, config: &Value, manager: &str, force: bool, keys: ListKeys<'_>) -> Result<Value, ApiError> {
+pub fn apply_to(
+    live: &Value,
+    config: &Value,
+    manager: &str,
+    force: bool,
+    keys: ListKeys<'_>,
+) -> Result<Value, ApiError> {
     let new_set = field_set(config, &mut Vec::new(), keys);
     let entries: Vec<Value> = live
         .pointer("/metadata/managedFields")
@@ -208,7 +243,11 @@ pub fn apply_to(live: &Value, config: &Value, manager: &str, force: bool, keys: 
         .find(|e| is_applier(e, manager))
         .and_then(|e| e.get("fieldsV1").cloned())
         .unwrap_or(json!({}));
-    let mut others: Vec<Value> = entries.iter().filter(|e| !is_applier(e, manager)).cloned().collect();
+    let mut others: Vec<Value> = entries
+        .iter()
+        .filter(|e| !is_applier(e, manager))
+        .cloned()
+        .collect();
     let mut conflicts = Vec::new();
     for other in others.iter_mut().filter(|e| e["operation"] == "Apply") {
         let mut shared = Vec::new();
@@ -244,7 +283,13 @@ pub fn apply_to(live: &Value, config: &Value, manager: &str, force: bool, keys: 
         );
         err.causes = conflicts
             .into_iter()
-            .map(|(who, p)| Cause::new("FieldManagerConflict", p, format!("conflict with \"{who}\"")))
+            .map(|(who, p)| {
+                Cause::new(
+                    "FieldManagerConflict",
+                    p,
+                    format!("conflict with \"{who}\""),
+                )
+            })
             .collect();
         return Err(err);
     }
@@ -255,8 +300,15 @@ pub fn apply_to(live: &Value, config: &Value, manager: &str, force: bool, keys: 
         dropped = difference(&dropped, &other["fieldsV1"]);
     }
     remove_fields(&mut result, &dropped);
-    let api_version = config.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-    others.retain(|e| e.get("fieldsV1").and_then(Value::as_object).is_none_or(|m| !m.is_empty()));
+    let api_version = config
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    others.retain(|e| {
+        e.get("fieldsV1")
+            .and_then(Value::as_object)
+            .is_none_or(|m| !m.is_empty())
+    });
     others.push(managed_entry(manager, api_version, new_set));
     meta::metadata_mut(&mut result).insert("managedFields".into(), Value::Array(others));
     Ok(result)
@@ -282,7 +334,9 @@ pub async fn apply(
     let config: Value = serde_yaml::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     if !config.is_object() {
-        return Err(ApiError::bad_request("the applied configuration must be an object"));
+        return Err(ApiError::bad_request(
+            "the applied configuration must be an object",
+        ));
     }
     let config_name = meta::name(&config);
     if config_name != name {
@@ -302,7 +356,15 @@ pub async fn apply(
         }
     }
     registry
-        .read_modify_write(res, namespace, name, None, opts, |current| apply_to(current, &config, &manager, force, &keys), subresource)
+        .read_modify_write(
+            res,
+            namespace,
+            name,
+            None,
+            opts,
+            |current| apply_to(current, &config, &manager, force, &keys),
+            subresource,
+        )
         .await
 }
 
@@ -323,7 +385,10 @@ mod tests {
         let live = apply_to(&live, &second, "me", false, &keys).unwrap();
         assert_eq!(live["data"], json!({"x": "3"}));
         assert_eq!(live["metadata"]["labels"], json!({"a": "1"}));
-        assert_eq!(live["metadata"]["managedFields"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            live["metadata"]["managedFields"].as_array().unwrap().len(),
+            1
+        );
     }
 
     #[test]
@@ -333,7 +398,12 @@ mod tests {
         let b = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 5}});
         let err = apply_to(&live, &b, "bob", false, &keys).unwrap_err();
         assert_eq!(err.code, 409);
-        assert!(err.message.contains("conflict with \"alice\": .spec.replicas"), "{}", err.message);
+        assert!(
+            err.message
+                .contains("conflict with \"alice\": .spec.replicas"),
+            "{}",
+            err.message
+        );
         let forced = apply_to(&live, &b, "bob", true, &keys).unwrap();
         assert_eq!(forced["spec"]["replicas"], 5);
         // Same value is shared ownership, not a conflict.
@@ -346,6 +416,9 @@ mod tests {
         let live = apply_to(&json!({}), &first, "me", false, &keys).unwrap();
         let second = json!({"spec": {"containers": [{"name": "a", "image": "2"}]}});
         let live = apply_to(&live, &second, "me", false, &keys).unwrap();
-        assert_eq!(live["spec"]["containers"], json!([{"name": "a", "image": "2"}]));
+        assert_eq!(
+            live["spec"]["containers"],
+            json!([{"name": "a", "image": "2"}])
+        );
     }
 }

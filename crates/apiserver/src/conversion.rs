@@ -10,7 +10,11 @@ pub fn convert(obj: Value, from: &str, to: &str) -> Value {
     if from == to {
         return obj;
     }
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let mut out = match (kind.as_str(), from, to) {
         ("HorizontalPodAutoscaler", "autoscaling/v1", "autoscaling/v2") => hpa_v1_to_v2(obj),
         ("HorizontalPodAutoscaler", "autoscaling/v2", "autoscaling/v1") => hpa_v2_to_v1(obj),
@@ -99,7 +103,11 @@ const EVENT_RENAMES: &[(&str, &str)] = &[
 fn rename_fields(mut obj: Value, new_to_core: bool) -> Value {
     if let Some(map) = obj.as_object_mut() {
         for (new, core) in EVENT_RENAMES {
-            let (from, to) = if new_to_core { (new, core) } else { (core, new) };
+            let (from, to) = if new_to_core {
+                (new, core)
+            } else {
+                (core, new)
+            };
             if let Some(v) = map.remove(*from) {
                 map.insert((*to).to_string(), v);
             }
@@ -125,7 +133,10 @@ mod tests {
         let v1 = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
             "spec": {"maxReplicas": 5, "targetCPUUtilizationPercentage": 60}});
         let v2 = convert(v1, "autoscaling/v1", "autoscaling/v2");
-        assert_eq!(v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 60);
+        assert_eq!(
+            v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            60
+        );
         let back = convert(v2, "autoscaling/v2", "autoscaling/v1");
         assert_eq!(back["spec"]["targetCPUUtilizationPercentage"], 60);
         assert_eq!(back["apiVersion"], "autoscaling/v1");

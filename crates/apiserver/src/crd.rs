@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use maestro_api::resources::{ResourceInfo, Scope, ScalePaths};
+use maestro_api::resources::{ResourceInfo, ScalePaths, Scope};
 use maestro_api::{ApiError, Cause, meta};
 use serde_json::{Map, Value, json};
 
@@ -39,13 +39,26 @@ impl CustomResources {
                 continue;
             }
             let spec = crd.get("spec").cloned().unwrap_or(Value::Null);
-            let group = spec.get("group").and_then(Value::as_str).unwrap_or_default().to_string();
+            let group = spec
+                .get("group")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let names = spec.get("names").cloned().unwrap_or(Value::Null);
-            let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            let s = |v: &Value, k: &str| {
+                v.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
             let list = |v: &Value, k: &str| -> Vec<String> {
                 v.get(k)
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default()
             };
             let plural = s(&names, "plural");
@@ -59,7 +72,11 @@ impl CustomResources {
                 Scope::Namespaced
             };
             let mut served_versions = Vec::new();
-            let versions = spec.get("versions").and_then(Value::as_array).cloned().unwrap_or_default();
+            let versions = spec
+                .get("versions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             for version in &versions {
                 if version.get("served").and_then(Value::as_bool) == Some(false) {
                     continue;
@@ -177,7 +194,10 @@ pub fn establish(crd: &mut Value, now: jiff::Timestamp) {
         let previous = existing
             .as_ref()
             .and_then(Value::as_array)
-            .and_then(|c| c.iter().find(|c| c["type"] == kind && c["status"] == "True"))
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c["type"] == kind && c["status"] == "True")
+            })
             .and_then(|c| c.get("lastTransitionTime").cloned());
         json!({"type": kind, "status": "True", "reason": reason, "message": message,
                "lastTransitionTime": previous.unwrap_or(json!(time))})
@@ -232,7 +252,10 @@ fn join(path: &str, key: &str) -> String {
 }
 
 fn preserves_unknown(schema: &Value) -> bool {
-    schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true)
+    schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true)
 }
 
 /// Remove fields not in the schema, as the Kubernetes API server does for structural schemas.
@@ -241,12 +264,16 @@ fn prune(value: &mut Value, schema: &Value, path: &str, root: bool, unknown: &mu
         Value::Object(map) => {
             let properties = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties");
-            let embedded = schema.get("x-kubernetes-embedded-resource").and_then(Value::as_bool) == Some(true);
+            let embedded = schema
+                .get("x-kubernetes-embedded-resource")
+                .and_then(Value::as_bool)
+                == Some(true);
             let keys: Vec<String> = map.keys().cloned().collect();
             for key in keys {
                 // apiVersion, kind and metadata are always kept at the root and in embedded
                 // resources; metadata is validated as ObjectMeta elsewhere.
-                if (root || embedded) && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                if (root || embedded) && matches!(key.as_str(), "apiVersion" | "kind" | "metadata")
+                {
                     continue;
                 }
                 let child_path = join(path, &key);
@@ -330,7 +357,10 @@ fn check(value: &Value, schema: &Value, path: &str, root: bool, causes: &mut Vec
         }
         return;
     }
-    let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
+    let int_or_string = schema
+        .get("x-kubernetes-int-or-string")
+        .and_then(Value::as_bool)
+        == Some(true);
     if let Some(expected) = schema.get("type").and_then(Value::as_str) {
         let actual = type_name(value);
         let ok = actual == expected
@@ -345,7 +375,11 @@ fn check(value: &Value, schema: &Value, path: &str, root: bool, causes: &mut Vec
             return;
         }
     } else if int_or_string && !matches!(type_name(value), "integer" | "string") {
-        causes.push(Cause::invalid(path, value, "must be an integer or a string"));
+        causes.push(Cause::invalid(
+            path,
+            value,
+            "must be an integer or a string",
+        ));
         return;
     }
     if let Some(options) = schema.get("enum").and_then(Value::as_array)
@@ -353,7 +387,11 @@ fn check(value: &Value, schema: &Value, path: &str, root: bool, causes: &mut Vec
     {
         let supported: Vec<String> = options
             .iter()
-            .map(|o| o.as_str().map(str::to_string).unwrap_or_else(|| o.to_string()))
+            .map(|o| {
+                o.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| o.to_string())
+            })
             .collect();
         let refs: Vec<&str> = supported.iter().map(String::as_str).collect();
         causes.push(Cause::not_supported(path, value, &refs));
@@ -361,20 +399,38 @@ fn check(value: &Value, schema: &Value, path: &str, root: bool, causes: &mut Vec
     match value {
         Value::Number(n) => {
             let x = n.as_f64().unwrap_or(0.0);
-            let exclusive_min = schema.get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
-            let exclusive_max = schema.get("exclusiveMaximum").and_then(Value::as_bool) == Some(true);
+            let exclusive_min =
+                schema.get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
+            let exclusive_max =
+                schema.get("exclusiveMaximum").and_then(Value::as_bool) == Some(true);
             if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
                 let bad = if exclusive_min { x <= min } else { x < min };
                 if bad {
-                    let op = if exclusive_min { "greater than" } else { "greater than or equal to" };
-                    causes.push(Cause::invalid(path, value, format!("{shown} in body should be {op} {}", fmt_num(min))));
+                    let op = if exclusive_min {
+                        "greater than"
+                    } else {
+                        "greater than or equal to"
+                    };
+                    causes.push(Cause::invalid(
+                        path,
+                        value,
+                        format!("{shown} in body should be {op} {}", fmt_num(min)),
+                    ));
                 }
             }
             if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
                 let bad = if exclusive_max { x >= max } else { x > max };
                 if bad {
-                    let op = if exclusive_max { "less than" } else { "less than or equal to" };
-                    causes.push(Cause::invalid(path, value, format!("{shown} in body should be {op} {}", fmt_num(max))));
+                    let op = if exclusive_max {
+                        "less than"
+                    } else {
+                        "less than or equal to"
+                    };
+                    causes.push(Cause::invalid(
+                        path,
+                        value,
+                        format!("{shown} in body should be {op} {}", fmt_num(max)),
+                    ));
                 }
             }
         }
@@ -383,12 +439,20 @@ fn check(value: &Value, schema: &Value, path: &str, root: bool, causes: &mut Vec
             if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
                 && len < min
             {
-                causes.push(Cause::invalid(path, value, format!("{shown} in body should be at least {min} chars long")));
+                causes.push(Cause::invalid(
+                    path,
+                    value,
+                    format!("{shown} in body should be at least {min} chars long"),
+                ));
             }
             if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
                 && len > max
             {
-                causes.push(Cause::new("FieldValueTooLong", path, format!("Too long: may not be more than {max} bytes")));
+                causes.push(Cause::new(
+                    "FieldValueTooLong",
+                    path,
+                    format!("Too long: may not be more than {max} bytes"),
+                ));
             }
             if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
                 match regex::Regex::new(pattern) {
@@ -406,12 +470,20 @@ fn check(value: &Value, schema: &Value, path: &str, root: bool, causes: &mut Vec
             if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
                 && len < min
             {
-                causes.push(Cause::invalid(path, value, format!("{shown} in body should have at least {min} items")));
+                causes.push(Cause::invalid(
+                    path,
+                    value,
+                    format!("{shown} in body should have at least {min} items"),
+                ));
             }
             if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
                 && len > max
             {
-                causes.push(Cause::new("FieldValueTooMany", path, format!("Too many: {len}: must have at most {max} items")));
+                causes.push(Cause::new(
+                    "FieldValueTooMany",
+                    path,
+                    format!("Too many: {len}: must have at most {max} items"),
+                ));
             }
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter().enumerate() {
@@ -431,12 +503,20 @@ fn check(value: &Value, schema: &Value, path: &str, root: bool, causes: &mut Vec
             if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
                 && count < min
             {
-                causes.push(Cause::invalid(path, &json!(count), format!("{shown} in body should have at least {min} properties")));
+                causes.push(Cause::invalid(
+                    path,
+                    &json!(count),
+                    format!("{shown} in body should have at least {min} properties"),
+                ));
             }
             if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
                 && count > max
             {
-                causes.push(Cause::new("FieldValueTooMany", path, format!("Too many: {count}: must have at most {max} items")));
+                causes.push(Cause::new(
+                    "FieldValueTooMany",
+                    path,
+                    format!("Too many: {count}: must have at most {max} items"),
+                ));
             }
             let properties = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
@@ -445,7 +525,8 @@ fn check(value: &Value, schema: &Value, path: &str, root: bool, causes: &mut Vec
                     continue;
                 }
                 let child_path = join(path, key);
-                if let Some(child_schema) = properties.and_then(|p: &Map<String, Value>| p.get(key)) {
+                if let Some(child_schema) = properties.and_then(|p: &Map<String, Value>| p.get(key))
+                {
                     check(child, child_schema, &child_path, false, causes);
                 } else if let Some(add) = additional {
                     check(child, add, &child_path, false, causes);
@@ -513,9 +594,15 @@ mod tests {
         let causes = version().validate(&obj);
         let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(fields, vec!["spec.size", "spec.color", "spec.port"]);
-        assert_eq!(causes[0].message, "Invalid value: 0: spec.size in body should be greater than or equal to 1");
+        assert_eq!(
+            causes[0].message,
+            "Invalid value: 0: spec.size in body should be greater than or equal to 1"
+        );
         let wrong_type = version().validate(&json!({"spec": {"size": "big"}}));
-        assert_eq!(wrong_type[0].message, "Invalid value: \"string\": spec.size in body must be of type integer: \"string\"");
+        assert_eq!(
+            wrong_type[0].message,
+            "Invalid value: \"string\": spec.size in body must be of type integer: \"string\""
+        );
         let missing = version().validate(&json!({"spec": {}}));
         assert_eq!(missing[0].display(), "spec.size: Required value");
     }
@@ -528,7 +615,10 @@ mod tests {
                          {"name": "v2", "served": false, "storage": false}]}});
         let index = CustomResources::from_crds(std::iter::once(crd));
         let widgets = index.find("example.com", "v1", "widgets").unwrap();
-        assert_eq!(widgets.info.key(Some("ns"), "w"), "/registry/example.com/widgets/ns/w");
+        assert_eq!(
+            widgets.info.key(Some("ns"), "w"),
+            "/registry/example.com/widgets/ns/w"
+        );
         assert!(widgets.info.status_subresource);
         assert!(index.find("example.com", "v2", "widgets").is_none());
     }

@@ -57,24 +57,108 @@ struct Sub {
 fn subresources(info: &ResourceInfo) -> Vec<Sub> {
     let mut subs = Vec::new();
     if info.status_subresource {
-        subs.push(Sub { name: "status", group: "", version: "", kind: "", verbs: &["get", "patch", "update"] });
+        subs.push(Sub {
+            name: "status",
+            group: "",
+            version: "",
+            kind: "",
+            verbs: &["get", "patch", "update"],
+        });
     }
     if info.scale.is_some() {
-        subs.push(Sub { name: "scale", group: "autoscaling", version: "v1", kind: "Scale", verbs: &["get", "patch", "update"] });
+        subs.push(Sub {
+            name: "scale",
+            group: "autoscaling",
+            version: "v1",
+            kind: "Scale",
+            verbs: &["get", "patch", "update"],
+        });
     }
     for extra in &info.extra_subresources {
         let sub = match extra.as_str() {
-            "finalize" => Sub { name: "finalize", group: "", version: "", kind: "", verbs: &["update"] },
-            "binding" => Sub { name: "binding", group: "", version: "v1", kind: "Binding", verbs: &["create"] },
-            "eviction" => Sub { name: "eviction", group: "policy", version: "v1", kind: "Eviction", verbs: &["create"] },
-            "log" => Sub { name: "log", group: "", version: "v1", kind: "Pod", verbs: &["get"] },
-            "exec" => Sub { name: "exec", group: "", version: "v1", kind: "PodExecOptions", verbs: &["create", "get"] },
-            "attach" => Sub { name: "attach", group: "", version: "v1", kind: "PodAttachOptions", verbs: &["create", "get"] },
-            "portforward" => Sub { name: "portforward", group: "", version: "v1", kind: "PodPortForwardOptions", verbs: &["create", "get"] },
-            "proxy" => Sub { name: "proxy", group: "", version: "v1", kind: if info.kind == "Pod" { "PodProxyOptions" } else if info.kind == "Node" { "NodeProxyOptions" } else { "ServiceProxyOptions" }, verbs: &["create", "delete", "get", "patch", "update"] },
-            "ephemeralcontainers" => Sub { name: "ephemeralcontainers", group: "", version: "", kind: "", verbs: &["get", "patch", "update"] },
-            "resize" => Sub { name: "resize", group: "", version: "", kind: "", verbs: &["get", "patch", "update"] },
-            "token" => Sub { name: "token", group: "authentication.k8s.io", version: "v1", kind: "TokenRequest", verbs: &["create"] },
+            "finalize" => Sub {
+                name: "finalize",
+                group: "",
+                version: "",
+                kind: "",
+                verbs: &["update"],
+            },
+            "binding" => Sub {
+                name: "binding",
+                group: "",
+                version: "v1",
+                kind: "Binding",
+                verbs: &["create"],
+            },
+            "eviction" => Sub {
+                name: "eviction",
+                group: "policy",
+                version: "v1",
+                kind: "Eviction",
+                verbs: &["create"],
+            },
+            "log" => Sub {
+                name: "log",
+                group: "",
+                version: "v1",
+                kind: "Pod",
+                verbs: &["get"],
+            },
+            "exec" => Sub {
+                name: "exec",
+                group: "",
+                version: "v1",
+                kind: "PodExecOptions",
+                verbs: &["create", "get"],
+            },
+            "attach" => Sub {
+                name: "attach",
+                group: "",
+                version: "v1",
+                kind: "PodAttachOptions",
+                verbs: &["create", "get"],
+            },
+            "portforward" => Sub {
+                name: "portforward",
+                group: "",
+                version: "v1",
+                kind: "PodPortForwardOptions",
+                verbs: &["create", "get"],
+            },
+            "proxy" => Sub {
+                name: "proxy",
+                group: "",
+                version: "v1",
+                kind: if info.kind == "Pod" {
+                    "PodProxyOptions"
+                } else if info.kind == "Node" {
+                    "NodeProxyOptions"
+                } else {
+                    "ServiceProxyOptions"
+                },
+                verbs: &["create", "delete", "get", "patch", "update"],
+            },
+            "ephemeralcontainers" => Sub {
+                name: "ephemeralcontainers",
+                group: "",
+                version: "",
+                kind: "",
+                verbs: &["get", "patch", "update"],
+            },
+            "resize" => Sub {
+                name: "resize",
+                group: "",
+                version: "",
+                kind: "",
+                verbs: &["get", "patch", "update"],
+            },
+            "token" => Sub {
+                name: "token",
+                group: "authentication.k8s.io",
+                version: "v1",
+                kind: "TokenRequest",
+                verbs: &["create"],
+            },
             _ => continue,
         };
         subs.push(sub);
@@ -106,7 +190,11 @@ fn group_json(g: &GroupVersions) -> Value {
 
 /// `/apis`
 pub fn group_list(groups: &[GroupVersions]) -> Value {
-    let items: Vec<Value> = groups.iter().filter(|g| !g.name.is_empty()).map(group_json).collect();
+    let items: Vec<Value> = groups
+        .iter()
+        .filter(|g| !g.name.is_empty())
+        .map(group_json)
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": items})
 }
 
@@ -121,7 +209,10 @@ pub fn group(g: &GroupVersions) -> Value {
 /// `/api/v1` or `/apis/{group}/{version}`
 pub fn resource_list(all: &[Arc<Resource>], group: &str, version: &str) -> Option<Value> {
     let mut list = Vec::new();
-    for r in all.iter().filter(|r| r.info.group == group && r.info.version == version) {
+    for r in all
+        .iter()
+        .filter(|r| r.info.group == group && r.info.version == version)
+    {
         let info = &r.info;
         let mut entry = json!({
             "name": info.plural,
@@ -155,8 +246,14 @@ pub fn resource_list(all: &[Arc<Resource>], group: &str, version: &str) -> Optio
     if list.is_empty() {
         return None;
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list}))
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list}),
+    )
 }
 
 /// Aggregated discovery for `/api` (core only) or `/apis` (every other group).
@@ -166,7 +263,10 @@ pub fn aggregated(all: &[Arc<Resource>], core: bool, version: &str) -> Value {
         let mut versions = Vec::new();
         for v in &g.versions {
             let mut resources = Vec::new();
-            for r in all.iter().filter(|r| r.info.group == g.name && &r.info.version == v) {
+            for r in all
+                .iter()
+                .filter(|r| r.info.group == g.name && &r.info.version == v)
+            {
                 let info = &r.info;
                 let subs: Vec<Value> = subresources(info)
                     .iter()
@@ -201,7 +301,9 @@ pub fn aggregated(all: &[Arc<Resource>], core: bool, version: &str) -> Value {
             }
             versions.push(json!({"version": v, "resources": resources, "freshness": "Current"}));
         }
-        items.push(json!({"metadata": {"name": g.name, "creationTimestamp": null}, "versions": versions}));
+        items.push(
+            json!({"metadata": {"name": g.name, "creationTimestamp": null}, "versions": versions}),
+        );
     }
     json!({
         "kind": "APIGroupDiscoveryList",
@@ -219,13 +321,30 @@ mod tests {
     fn core_resource_list_has_subresources() {
         let all = all_resources(&[]);
         let list = resource_list(&all, "", "v1").unwrap();
-        let names: Vec<&str> = list["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         assert!(names.contains(&"pods"));
         assert!(names.contains(&"pods/status"));
         assert!(names.contains(&"pods/eviction"));
         let apps = resource_list(&all, "apps", "v1").unwrap();
-        let scale = apps["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments/scale").unwrap();
-        assert_eq!((scale["group"].as_str(), scale["version"].as_str(), scale["kind"].as_str()), (Some("autoscaling"), Some("v1"), Some("Scale")));
+        let scale = apps["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .unwrap();
+        assert_eq!(
+            (
+                scale["group"].as_str(),
+                scale["version"].as_str(),
+                scale["kind"].as_str()
+            ),
+            (Some("autoscaling"), Some("v1"), Some("Scale"))
+        );
         assert!(resource_list(&all, "nope", "v1").is_none());
     }
 
@@ -237,7 +356,13 @@ mod tests {
         let autoscaling = gs.iter().find(|g| g.name == "autoscaling").unwrap();
         assert_eq!(autoscaling.versions, vec!["v2", "v1"]);
         let list = group_list(&gs);
-        assert!(list["groups"].as_array().unwrap().iter().all(|g| g["name"] != ""));
+        assert!(
+            list["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|g| g["name"] != "")
+        );
         let agg = aggregated(&all, false, "v2");
         assert_eq!(agg["apiVersion"], "apidiscovery.k8s.io/v2");
         let core = aggregated(&all, true, "v2");

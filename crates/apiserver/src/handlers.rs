@@ -34,8 +34,10 @@ pub fn decode_body(content_type: Option<&str>, body: &Bytes) -> Result<Value, Ap
     match media.as_str() {
         "" | "application/json" | "*/*" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}"))),
-        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice::<Value>(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}"))),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            serde_yaml::from_slice::<Value>(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))
+        }
         "application/vnd.kubernetes.protobuf" => maestro_api::protobuf::decode_body(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding protobuf body: {e}"))),
         _ => Err(ApiError::unsupported_media_type(&[
@@ -55,7 +57,10 @@ fn render_object(res: &Resource, obj: &Value, how: Wanted, code: u16) -> Respons
     match how {
         Wanted::Table => {
             let rv = meta::resource_version(obj).unwrap_or_default().to_string();
-            json_response(code, &tables::render(res, std::slice::from_ref(obj), &rv, true))
+            json_response(
+                code,
+                &tables::render(res, std::slice::from_ref(obj), &rv, true),
+            )
         }
         Wanted::PartialObjectMetadata | Wanted::PartialObjectMetadataList => {
             json_response(code, &maestro_api::table::partial_object_metadata(obj))
@@ -72,9 +77,16 @@ fn write_response(res: &Resource, result: WriteResult, how: Wanted, code: u16) -
 }
 
 /// Serve a request on a resource path.
-pub async fn serve(registry: &Arc<Registry>, req: Request<Bytes>, path: ResourcePath) -> Result<Response<Body>, ApiError> {
+pub async fn serve(
+    registry: &Arc<Registry>,
+    req: Request<Bytes>,
+    path: ResourcePath,
+) -> Result<Response<Body>, ApiError> {
     let query = Query::parse(req.uri().query());
-    let Some(res) = registry.resolve_fresh(&path.group, &path.version, &path.resource).await else {
+    let Some(res) = registry
+        .resolve_fresh(&path.group, &path.version, &path.resource)
+        .await
+    else {
         return Err(ApiError::path_not_found());
     };
     if !res.info.namespaced() && path.namespace.is_some() {
@@ -126,7 +138,18 @@ pub async fn serve(registry: &Arc<Registry>, req: Request<Bytes>, path: Resource
             let opts = query.write_options()?;
             let content_type = header(&req, "content-type").unwrap_or_default().to_string();
             let force = query.flag("force");
-            let result = patch::patch(registry, &res, ns, name, &content_type, req.body(), sub, &opts, force).await?;
+            let result = patch::patch(
+                registry,
+                &res,
+                ns,
+                name,
+                &content_type,
+                req.body(),
+                sub,
+                &opts,
+                force,
+            )
+            .await?;
             let code = if result.created { 201 } else { 200 };
             Ok(write_response(&res, result, how, code))
         }
@@ -134,20 +157,38 @@ pub async fn serve(registry: &Arc<Registry>, req: Request<Bytes>, path: Resource
             let opts = delete_options(&query, req.body())?;
             let obj = registry.delete(&res, ns, name, &opts).await?;
             // Kubernetes answers 202 when the object stays around for finalizers.
-            let code = if meta::deletion_timestamp(&obj).is_some() && !opts.dry_run { 202 } else { 200 };
-            Ok(render_object(&res, &obj, if how == Wanted::Table { Wanted::Json } else { how }, code))
+            let code = if meta::deletion_timestamp(&obj).is_some() && !opts.dry_run {
+                202
+            } else {
+                200
+            };
+            Ok(render_object(
+                &res,
+                &obj,
+                if how == Wanted::Table {
+                    Wanted::Json
+                } else {
+                    how
+                },
+                code,
+            ))
         }
         (Method::DELETE, None, None) => {
             let opts = delete_options(&query, req.body())?;
             let list_opts = query.list_options()?;
-            let deleted = registry.delete_collection(&res, ns, &list_opts, &opts).await?;
+            let deleted = registry
+                .delete_collection(&res, ns, &list_opts, &opts)
+                .await?;
             let rv = registry.cache().revision().to_string();
-            Ok(json_response(200, &json!({
-                "kind": res.info.list_kind(),
-                "apiVersion": res.info.api_version(),
-                "metadata": {"resourceVersion": rv},
-                "items": deleted,
-            })))
+            Ok(json_response(
+                200,
+                &json!({
+                    "kind": res.info.list_kind(),
+                    "apiVersion": res.info.api_version(),
+                    "metadata": {"resourceVersion": rv},
+                    "items": deleted,
+                }),
+            ))
         }
         (Method::GET | Method::PUT | Method::PATCH, Some(name), Some("scale")) => {
             scale(registry, &res, ns, name, &req, &query).await
@@ -155,13 +196,24 @@ pub async fn serve(registry: &Arc<Registry>, req: Request<Bytes>, path: Resource
         (Method::PUT, Some(name), Some("finalize")) => {
             let opts = query.write_options()?;
             let body = decode_body(header(&req, "content-type"), req.body())?;
-            let finalizers = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            let finalizers = body
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
             let result = registry
-                .read_modify_write(&res, ns, name, None, &opts, |current| {
-                    let mut next = current.clone();
-                    next["spec"]["finalizers"] = finalizers.clone();
-                    Ok(next)
-                }, None)
+                .read_modify_write(
+                    &res,
+                    ns,
+                    name,
+                    None,
+                    &opts,
+                    |current| {
+                        let mut next = current.clone();
+                        next["spec"]["finalizers"] = finalizers.clone();
+                        Ok(next)
+                    },
+                    None,
+                )
                 .await?;
             Ok(write_response(&res, result, how, 200))
         }
@@ -173,27 +225,58 @@ pub async fn serve(registry: &Arc<Registry>, req: Request<Bytes>, path: Resource
             }
             opts.dry_run = opts.dry_run || query.dry_run()?;
             registry.delete(&res, ns, name, &opts).await?;
-            Ok(json_response(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+            Ok(json_response(
+                201,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
         }
         (Method::POST, Some(name), Some("binding")) => {
             let body = decode_body(header(&req, "content-type"), req.body())?;
-            let node = body.pointer("/target/name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let node = body
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             if node.is_empty() {
-                return Err(ApiError::invalid("", "Binding", name, vec![maestro_api::Cause::required("target.name")]));
+                return Err(ApiError::invalid(
+                    "",
+                    "Binding",
+                    name,
+                    vec![maestro_api::Cause::required("target.name")],
+                ));
             }
             let opts = query.write_options()?;
             registry
-                .read_modify_write(&res, ns, name, None, &opts, |current| {
-                    let bound = current.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
-                    if !bound.is_empty() {
-                        return Err(ApiError::conflict_with("", "pods", name, &format!("pod {name} is already assigned to node \"{bound}\"")));
-                    }
-                    let mut next = current.clone();
-                    next["spec"]["nodeName"] = json!(node);
-                    Ok(next)
-                }, None)
+                .read_modify_write(
+                    &res,
+                    ns,
+                    name,
+                    None,
+                    &opts,
+                    |current| {
+                        let bound = current
+                            .pointer("/spec/nodeName")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        if !bound.is_empty() {
+                            return Err(ApiError::conflict_with(
+                                "",
+                                "pods",
+                                name,
+                                &format!("pod {name} is already assigned to node \"{bound}\""),
+                            ));
+                        }
+                        let mut next = current.clone();
+                        next["spec"]["nodeName"] = json!(node);
+                        Ok(next)
+                    },
+                    None,
+                )
                 .await?;
-            Ok(json_response(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+            Ok(json_response(
+                201,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
         }
         (_, _, Some(other)) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({other})"
@@ -232,7 +315,10 @@ fn apply_delete_body(opts: &mut DeleteOptions, value: &Value) -> Result<(), ApiE
     if let Some(uid) = value.pointer("/preconditions/uid").and_then(Value::as_str) {
         opts.precondition_uid = Some(uid.to_string());
     }
-    if let Some(rv) = value.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
+    if let Some(rv) = value
+        .pointer("/preconditions/resourceVersion")
+        .and_then(Value::as_str)
+    {
         opts.precondition_resource_version = Some(rv.to_string());
     }
     if let Some(dry) = value.get("dryRun").and_then(Value::as_array)
@@ -277,27 +363,34 @@ async fn list(
                 .iter()
                 .map(|o| maestro_api::table::partial_object_metadata(&o.value()))
                 .collect();
-            Ok(json_response(200, &json!({
-                "kind": "PartialObjectMetadataList",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": {"resourceVersion": rv},
-                "items": items,
-            })))
+            Ok(json_response(
+                200,
+                &json!({
+                    "kind": "PartialObjectMetadataList",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": {"resourceVersion": rv},
+                    "items": items,
+                }),
+            ))
         }
         Wanted::Yaml => {
             let items: Vec<Value> = items.iter().map(|o| registry.present(res, o)).collect();
-            Ok(yaml_response(200, &json!({
-                "kind": res.info.list_kind(),
-                "apiVersion": res.info.api_version(),
-                "metadata": {"resourceVersion": rv},
-                "items": items,
-            })))
+            Ok(yaml_response(
+                200,
+                &json!({
+                    "kind": res.info.list_kind(),
+                    "apiVersion": res.info.api_version(),
+                    "metadata": {"resourceVersion": rv},
+                    "items": items,
+                }),
+            ))
         }
         Wanted::Json => {
             // Stored objects are already JSON: splice them into the list without re-encoding
             // when no conversion is needed.
             let convert = res.storage_api_version() != res.info.api_version();
-            let mut out = Vec::with_capacity(items.iter().map(|o| o.json.len() + 1).sum::<usize>() + 128);
+            let mut out =
+                Vec::with_capacity(items.iter().map(|o| o.json.len() + 1).sum::<usize>() + 128);
             out.extend_from_slice(
                 format!(
                     "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{{\"resourceVersion\":\"{rv}\"}},\"items\":[",
@@ -311,32 +404,59 @@ async fn list(
                     out.push(b',');
                 }
                 if convert {
-                    out.extend_from_slice(&serde_json::to_vec(&registry.present(res, item)).unwrap_or_default());
+                    out.extend_from_slice(
+                        &serde_json::to_vec(&registry.present(res, item)).unwrap_or_default(),
+                    );
                 } else {
                     out.extend_from_slice(&item.json);
                 }
             }
             out.extend_from_slice(b"]}");
-            Ok(crate::response::bytes_response(200, "application/json", out))
+            Ok(crate::response::bytes_response(
+                200,
+                "application/json",
+                out,
+            ))
         }
     }
 }
 
 /// The `autoscaling/v1` Scale view of an object with replicas.
 fn scale_of(res: &Resource, obj: &Value) -> Result<Value, ApiError> {
-    let paths = res.info.scale.as_ref().ok_or_else(ApiError::path_not_found)?;
-    let spec_replicas = meta::get_path(obj, &paths.spec_replicas).and_then(Value::as_i64).unwrap_or(0);
-    let status_replicas = meta::get_path(obj, &paths.status_replicas).and_then(Value::as_i64).unwrap_or(0);
+    let paths = res
+        .info
+        .scale
+        .as_ref()
+        .ok_or_else(ApiError::path_not_found)?;
+    let spec_replicas = meta::get_path(obj, &paths.spec_replicas)
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let status_replicas = meta::get_path(obj, &paths.status_replicas)
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     let selector = match &paths.label_selector {
-        Some(path) => meta::get_path(obj, path).and_then(Value::as_str).unwrap_or_default().to_string(),
+        Some(path) => meta::get_path(obj, path)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         None => obj
             .pointer("/spec/selector")
-            .map(|s| LabelSelector::from_object(s).map(|s| s.to_string()).unwrap_or_default())
+            .map(|s| {
+                LabelSelector::from_object(s)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            })
             .unwrap_or_default(),
     };
     let m = obj.get("metadata").cloned().unwrap_or(json!({}));
     let mut metadata = json!({});
-    for field in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = m.get(field) {
             metadata[field] = v.clone();
         }
@@ -367,36 +487,57 @@ async fn scale(
         return Ok(json_response(200, &scale_of(res, &obj)?));
     }
     let opts = query.write_options()?;
-    let paths = res.info.scale.clone().ok_or_else(ApiError::path_not_found)?;
-    let content_type = header(req, "content-type").unwrap_or("application/json").to_string();
+    let paths = res
+        .info
+        .scale
+        .clone()
+        .ok_or_else(ApiError::path_not_found)?;
+    let content_type = header(req, "content-type")
+        .unwrap_or("application/json")
+        .to_string();
     let is_put = req.method() == Method::PUT;
     let body = req.body().clone();
     let result = registry
-        .read_modify_write(res, ns, name, None, &opts, |current| {
-            let current_scale = scale_of(res, current)?;
-            let new_scale = if is_put {
-                decode_body(Some(&content_type), &body)?
-            } else {
-                patch::apply_patch_document(None, &current_scale, &content_type, &body)?
-            };
-            if let Some(rv) = meta::resource_version(&new_scale)
-                && Some(rv) != meta::resource_version(current)
-            {
-                return Err(ApiError::conflict(&res.info.group, &res.info.plural, name));
-            }
-            let replicas = new_scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
-            if replicas.as_i64().is_none_or(|r| r < 0) {
-                return Err(ApiError::invalid(
-                    "autoscaling",
-                    "Scale",
-                    name,
-                    vec![maestro_api::Cause::invalid("spec.replicas", &replicas, "must be greater than or equal to 0")],
-                ));
-            }
-            let mut next = current.clone();
-            meta::set_path(&mut next, &paths.spec_replicas, replicas);
-            Ok(next)
-        }, None)
+        .read_modify_write(
+            res,
+            ns,
+            name,
+            None,
+            &opts,
+            |current| {
+                let current_scale = scale_of(res, current)?;
+                let new_scale = if is_put {
+                    decode_body(Some(&content_type), &body)?
+                } else {
+                    patch::apply_patch_document(None, &current_scale, &content_type, &body)?
+                };
+                if let Some(rv) = meta::resource_version(&new_scale)
+                    && Some(rv) != meta::resource_version(current)
+                {
+                    return Err(ApiError::conflict(&res.info.group, &res.info.plural, name));
+                }
+                let replicas = new_scale
+                    .pointer("/spec/replicas")
+                    .cloned()
+                    .unwrap_or(json!(0));
+                if replicas.as_i64().is_none_or(|r| r < 0) {
+                    return Err(ApiError::invalid(
+                        "autoscaling",
+                        "Scale",
+                        name,
+                        vec![maestro_api::Cause::invalid(
+                            "spec.replicas",
+                            &replicas,
+                            "must be greater than or equal to 0",
+                        )],
+                    ));
+                }
+                let mut next = current.clone();
+                meta::set_path(&mut next, &paths.spec_replicas, replicas);
+                Ok(next)
+            },
+            None,
+        )
         .await?;
     let mut resp = json_response(200, &scale_of(res, &result.object)?);
     add_warnings(&mut resp, &result.warnings);

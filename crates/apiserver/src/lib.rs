@@ -73,15 +73,29 @@ impl ApiServer {
             source,
         })?;
         let credentials = pki::ensure(&config.data_dir, &config.extra_sans)?;
-        let backend: Arc<dyn Backend> = Arc::new(RedbBackend::open(&config.data_dir.join("store.redb"))?);
+        let backend: Arc<dyn Backend> =
+            Arc::new(RedbBackend::open(&config.data_dir.join("store.redb"))?);
         maestro_store::spawn_compactor(backend.clone(), config.compaction_interval);
         let registry = Registry::new(backend).await?;
         bootstrap::ensure_system_namespaces(&registry).await?;
-        let listener = TcpListener::bind(config.bind)
-            .await
-            .map_err(|source| server::ServeError::Bind { addr: config.bind, source })?;
-        let address = listener.local_addr().map_err(|source| server::ServeError::Bind { addr: config.bind, source })?;
-        let host = if address.ip().is_unspecified() { "127.0.0.1".to_string() } else { address.ip().to_string() };
+        let listener =
+            TcpListener::bind(config.bind)
+                .await
+                .map_err(|source| server::ServeError::Bind {
+                    addr: config.bind,
+                    source,
+                })?;
+        let address = listener
+            .local_addr()
+            .map_err(|source| server::ServeError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let host = if address.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            address.ip().to_string()
+        };
         let url = format!("https://{host}:{}", address.port());
         let kubeconfig = pki::write_kubeconfig(&config.data_dir, &credentials, &url)?;
         let tls = server::tls_config(&credentials.server_cert_pem, &credentials.server_key_pem)?;

@@ -8,7 +8,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 /// Histogram bucket bounds in seconds.
-const BUCKETS: [f64; 12] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0,
+];
 
 #[derive(Default, Clone)]
 struct Series {
@@ -60,7 +62,11 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP apiserver_request_total Requests by verb, resource and HTTP code.\n# TYPE apiserver_request_total counter\n");
         for ((verb, resource, code), s) in &map {
-            let _ = writeln!(out, "apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",code=\"{code}\"}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",code=\"{code}\"}} {}",
+                s.count
+            );
         }
         out.push_str("# HELP apiserver_request_duration_seconds Request latency by verb and resource.\n# TYPE apiserver_request_duration_seconds histogram\n");
         let mut by_verb: BTreeMap<(String, String), Series> = BTreeMap::new();
@@ -74,18 +80,49 @@ impl Metrics {
         }
         for ((verb, resource), s) in &by_verb {
             for (i, bound) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",resource=\"{resource}\",le=\"{bound}\"}} {}", s.buckets[i]);
+                let _ = writeln!(
+                    out,
+                    "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",resource=\"{resource}\",le=\"{bound}\"}} {}",
+                    s.buckets[i]
+                );
             }
-            let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",resource=\"{resource}\",le=\"+Inf\"}} {}", s.count);
-            let _ = writeln!(out, "apiserver_request_duration_seconds_sum{{verb=\"{verb}\",resource=\"{resource}\"}} {}", s.sum);
-            let _ = writeln!(out, "apiserver_request_duration_seconds_count{{verb=\"{verb}\",resource=\"{resource}\"}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",resource=\"{resource}\",le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "apiserver_request_duration_seconds_sum{{verb=\"{verb}\",resource=\"{resource}\"}} {}",
+                s.sum
+            );
+            let _ = writeln!(
+                out,
+                "apiserver_request_duration_seconds_count{{verb=\"{verb}\",resource=\"{resource}\"}} {}",
+                s.count
+            );
         }
-        let _ = writeln!(out, "# HELP apiserver_registered_watchers Open watch requests.\n# TYPE apiserver_registered_watchers gauge\napiserver_registered_watchers {}", gauges.open_watches);
-        let _ = writeln!(out, "# HELP apiserver_storage_size_bytes Size of the store on disk.\n# TYPE apiserver_storage_size_bytes gauge\napiserver_storage_size_bytes {}", gauges.store_size_bytes);
-        let _ = writeln!(out, "# HELP maestro_store_revision Current store revision.\n# TYPE maestro_store_revision gauge\nmaestro_store_revision {}", gauges.revision);
+        let _ = writeln!(
+            out,
+            "# HELP apiserver_registered_watchers Open watch requests.\n# TYPE apiserver_registered_watchers gauge\napiserver_registered_watchers {}",
+            gauges.open_watches
+        );
+        let _ = writeln!(
+            out,
+            "# HELP apiserver_storage_size_bytes Size of the store on disk.\n# TYPE apiserver_storage_size_bytes gauge\napiserver_storage_size_bytes {}",
+            gauges.store_size_bytes
+        );
+        let _ = writeln!(
+            out,
+            "# HELP maestro_store_revision Current store revision.\n# TYPE maestro_store_revision gauge\nmaestro_store_revision {}",
+            gauges.revision
+        );
         out.push_str("# HELP apiserver_storage_objects Objects stored per resource.\n# TYPE apiserver_storage_objects gauge\n");
         for (resource, count) in &gauges.objects {
-            let _ = writeln!(out, "apiserver_storage_objects{{resource=\"{resource}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "apiserver_storage_objects{{resource=\"{resource}\"}} {count}"
+            );
         }
         out
     }
@@ -101,10 +138,17 @@ mod tests {
         m.observe("GET", "pods", 200, Duration::from_millis(2));
         m.observe("GET", "pods", 200, Duration::from_millis(200));
         m.observe("GET", "pods", 404, Duration::from_millis(1));
-        let text = m.render(&Gauges { open_watches: 3, ..Default::default() });
-        assert!(text.contains("apiserver_request_total{verb=\"GET\",resource=\"pods\",code=\"200\"} 2"));
+        let text = m.render(&Gauges {
+            open_watches: 3,
+            ..Default::default()
+        });
+        assert!(
+            text.contains("apiserver_request_total{verb=\"GET\",resource=\"pods\",code=\"200\"} 2")
+        );
         assert!(text.contains("apiserver_request_duration_seconds_bucket{verb=\"GET\",resource=\"pods\",le=\"0.005\"} 2"));
-        assert!(text.contains("apiserver_request_duration_seconds_count{verb=\"GET\",resource=\"pods\"} 3"));
+        assert!(text.contains(
+            "apiserver_request_duration_seconds_count{verb=\"GET\",resource=\"pods\"} 3"
+        ));
         assert!(text.contains("apiserver_registered_watchers 3"));
     }
 }

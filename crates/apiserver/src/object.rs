@@ -135,7 +135,9 @@ pub fn decode(kv: &KeyValue) -> Option<StoredObject> {
         key: kv.key.clone(),
         namespace: maestro_api::meta::namespace(&value).map(str::to_string),
         name: maestro_api::meta::name(&value).to_string(),
-        uid: maestro_api::meta::uid(&value).unwrap_or_default().to_string(),
+        uid: maestro_api::meta::uid(&value)
+            .unwrap_or_default()
+            .to_string(),
         labels,
         fields,
         json,
@@ -164,6 +166,9 @@ mod tests {
         assert_eq!(obj.field("spec.hostNetwork").as_deref(), Some("false"));
         assert_eq!(obj.field("metadata.namespace").as_deref(), Some("default"));
         assert_eq!(obj.labels.get("app").map(String::as_str), Some("web"));
-        assert_eq!(key_resource("/registry/apps/deployments/a/b"), Some(("apps", "deployments")));
+        assert_eq!(
+            key_resource("/registry/apps/deployments/a/b"),
+            Some(("apps", "deployments"))
+        );
     }
 }

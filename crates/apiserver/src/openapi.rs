@@ -45,10 +45,21 @@ fn fnv(data: &[u8], mut hash: u64) -> u64 {
 
 fn gv_hash(all: &[Arc<Resource>], group: &str, version: &str) -> u64 {
     let mut hash = fnv(env!("CARGO_PKG_VERSION").as_bytes(), 0xcbf29ce484222325);
-    for r in all.iter().filter(|r| r.info.group == group && r.info.version == version) {
+    for r in all
+        .iter()
+        .filter(|r| r.info.group == group && r.info.version == version)
+    {
         hash = fnv(format!("{:?}", r.info).as_bytes(), hash);
         if let Some(custom) = &r.custom {
-            hash = fnv(custom.schema.as_ref().map(Value::to_string).unwrap_or_default().as_bytes(), hash);
+            hash = fnv(
+                custom
+                    .schema
+                    .as_ref()
+                    .map(Value::to_string)
+                    .unwrap_or_default()
+                    .as_bytes(),
+                hash,
+            );
         }
     }
     hash
@@ -77,7 +88,12 @@ pub fn index(all: &[Arc<Resource>]) -> Value {
 impl OpenApiCache {
     /// The document for `api/v1` or `apis/{group}/{version}`, built once per content.
     pub fn document(&self, all: &[Arc<Resource>], gv: &str) -> Option<Bytes> {
-        let (group, version) = match gv.trim_matches('/').split('/').collect::<Vec<_>>().as_slice() {
+        let (group, version) = match gv
+            .trim_matches('/')
+            .split('/')
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
             ["api", v] => (String::new(), v.to_string()),
             ["apis", g, v] => (g.to_string(), v.to_string()),
             _ => return None,
@@ -90,7 +106,9 @@ impl OpenApiCache {
         }
         let doc = build_document(all, &group, &version)?;
         let bytes = Bytes::from(serde_json::to_vec(&doc).ok()?);
-        self.docs.lock().insert(gv.to_string(), (hash, bytes.clone()));
+        self.docs
+            .lock()
+            .insert(gv.to_string(), (hash, bytes.clone()));
         Some(bytes)
     }
 }
@@ -103,7 +121,14 @@ fn query_param(name: &str, description: &str) -> Value {
     json!({"name": name, "in": "query", "description": description, "schema": {"type": "string", "uniqueItems": true}})
 }
 
-fn operation(action: &str, op_id: String, gvk: &Value, response: &Value, extra_params: Vec<Value>, body: Option<Value>) -> Value {
+fn operation(
+    action: &str,
+    op_id: String,
+    gvk: &Value,
+    response: &Value,
+    extra_params: Vec<Value>,
+    body: Option<Value>,
+) -> Value {
     let mut op = json!({
         "operationId": op_id,
         "x-kubernetes-action": action,
@@ -121,9 +146,18 @@ fn operation(action: &str, op_id: String, gvk: &Value, response: &Value, extra_p
 
 fn write_params(with_force: bool) -> Vec<Value> {
     let mut params = vec![
-        query_param("dryRun", "When present, indicates that modifications should not be persisted. Valid values: All"),
-        query_param("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes."),
-        query_param("fieldValidation", "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values: Ignore, Warn, Strict."),
+        query_param(
+            "dryRun",
+            "When present, indicates that modifications should not be persisted. Valid values: All",
+        ),
+        query_param(
+            "fieldManager",
+            "fieldManager is a name associated with the actor or entity that is making these changes.",
+        ),
+        query_param(
+            "fieldValidation",
+            "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values: Ignore, Warn, Strict.",
+        ),
     ];
     if with_force {
         params.push(json!({"name": "force", "in": "query", "description": "Force is going to \"force\" Apply requests.", "schema": {"type": "boolean", "uniqueItems": true}}));
@@ -145,17 +179,33 @@ fn build_document(all: &[Arc<Resource>], group: &str, version: &str) -> Option<V
     for r in &members {
         match &r.custom {
             None => {
-                maestro_api::codec::schema_for(&r.info.group, &r.info.version, &r.info.kind, &mut generator)?;
-                let name = maestro_api::codec::definition_name(&r.info.group, &r.info.version, &r.info.kind)?;
+                maestro_api::codec::schema_for(
+                    &r.info.group,
+                    &r.info.version,
+                    &r.info.kind,
+                    &mut generator,
+                )?;
+                let name = maestro_api::codec::definition_name(
+                    &r.info.group,
+                    &r.info.version,
+                    &r.info.kind,
+                )?;
                 roots.push((name, r));
             }
             Some(custom) => {
                 let reversed: Vec<&str> = r.info.group.split('.').rev().collect();
                 let name = format!("{}.{}.{}", reversed.join("."), r.info.version, r.info.kind);
-                let mut schema = custom.schema.clone().unwrap_or(json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+                let mut schema = custom.schema.clone().unwrap_or(
+                    json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+                );
                 if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
-                    props.insert("metadata".into(), schema_ref("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"));
-                    props.entry("apiVersion").or_insert(json!({"type": "string"}));
+                    props.insert(
+                        "metadata".into(),
+                        schema_ref("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+                    );
+                    props
+                        .entry("apiVersion")
+                        .or_insert(json!({"type": "string"}));
                     props.entry("kind").or_insert(json!({"type": "string"}));
                 }
                 custom_schemas.push((name.clone(), schema));
@@ -191,7 +241,11 @@ fn build_document(all: &[Arc<Resource>], group: &str, version: &str) -> Option<V
         let gvk = json!({"group": info.group, "version": info.version, "kind": info.kind});
         let obj_ref = schema_ref(def_name);
         let list_ref = json!({"type": "object"});
-        let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+        let base = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
         let kind = &info.kind;
         let scope = if info.namespaced() { "Namespaced" } else { "" };
         let (collection, item) = if info.namespaced() {
@@ -200,15 +254,25 @@ fn build_document(all: &[Arc<Resource>], group: &str, version: &str) -> Option<V
                 format!("{base}/namespaces/{{namespace}}/{}/{{name}}", info.plural),
             )
         } else {
-            (format!("{base}/{}", info.plural), format!("{base}/{}/{{name}}", info.plural))
+            (
+                format!("{base}/{}", info.plural),
+                format!("{base}/{}/{{name}}", info.plural),
+            )
         };
         let mut patch_types = Map::new();
-        let mut types = vec!["application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json"];
+        let mut types = vec![
+            "application/apply-patch+yaml",
+            "application/json-patch+json",
+            "application/merge-patch+json",
+        ];
         if r.custom.is_none() {
             types.push("application/strategic-merge-patch+json");
         }
         for t in types {
-            patch_types.insert(t.into(), json!({"schema": schema_ref("io.k8s.apimachinery.pkg.apis.meta.v1.Patch")}));
+            patch_types.insert(
+                t.into(),
+                json!({"schema": schema_ref("io.k8s.apimachinery.pkg.apis.meta.v1.Patch")}),
+            );
         }
         let patch_body = json!({"content": patch_types, "required": true});
         let object_body = json!({"content": {"*/*": {"schema": obj_ref}}, "required": true});
@@ -271,11 +335,28 @@ mod tests {
         let all = crate::discovery::all_resources(&[]);
         let doc = build_document(&all, "", "v1").unwrap();
         let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/configmaps/{name}"]["patch"];
-        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "ConfigMap");
-        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"]["kind"],
+            "ConfigMap"
+        );
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "fieldValidation")
+        );
         let cm = &doc["components"]["schemas"]["io.k8s.api.core.v1.ConfigMap"];
-        assert_eq!(cm["x-kubernetes-group-version-kind"][0]["kind"], "ConfigMap");
+        assert_eq!(
+            cm["x-kubernetes-group-version-kind"][0]["kind"],
+            "ConfigMap"
+        );
         let idx = index(&all);
-        assert!(idx["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap().starts_with("/openapi/v3/apis/apps/v1?hash="));
+        assert!(
+            idx["paths"]["apis/apps/v1"]["serverRelativeURL"]
+                .as_str()
+                .unwrap()
+                .starts_with("/openapi/v3/apis/apps/v1?hash=")
+        );
     }
 }

@@ -52,7 +52,8 @@ pub fn apply_patch_document(
             let ops: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding JSON patch: {e}")))?;
             let mut doc = current.clone();
-            json_patch::patch(&mut doc, &ops).map_err(|e| unprocessable(format!("the JSON patch could not be applied: {e}")))?;
+            json_patch::patch(&mut doc, &ops)
+                .map_err(|e| unprocessable(format!("the JSON patch could not be applied: {e}")))?;
             Ok(doc)
         }
         MERGE_PATCH => {
@@ -70,10 +71,13 @@ pub fn apply_patch_document(
             if res.is_some_and(|r| r.custom.is_some()) {
                 return Err(unsupported_patch(res));
             }
-            let patch: Value = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("error decoding strategic merge patch: {e}")))?;
+            let patch: Value = serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!("error decoding strategic merge patch: {e}"))
+            })?;
             if !patch.is_object() {
-                return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
+                return Err(ApiError::bad_request(
+                    "a strategic merge patch must be a JSON object",
+                ));
             }
             strategic_merge(res, current, &patch)
         }
@@ -82,8 +86,13 @@ pub fn apply_patch_document(
 }
 
 /// Strategic merge of `patch` into `current` with the patch metadata of the resource's kind.
-pub fn strategic_merge(res: Option<&Resource>, current: &Value, patch: &Value) -> Result<Value, ApiError> {
-    let root = res.and_then(|r| patch_meta::root_definition(&r.info.group, &r.info.version, &r.info.kind));
+pub fn strategic_merge(
+    res: Option<&Resource>,
+    current: &Value,
+    patch: &Value,
+) -> Result<Value, ApiError> {
+    let root =
+        res.and_then(|r| patch_meta::root_definition(&r.info.group, &r.info.version, &r.info.kind));
     Ok(strategic_merge::apply(current, patch, root)?)
 }
 
@@ -133,7 +142,17 @@ pub async fn patch(
         return Err(ApiError::bad_request("the patch body is empty"));
     }
     if media(content_type) == APPLY_PATCH {
-        return crate::apply::apply(registry, res, namespace, name, body, subresource, opts, force).await;
+        return crate::apply::apply(
+            registry,
+            res,
+            namespace,
+            name,
+            body,
+            subresource,
+            opts,
+            force,
+        )
+        .await;
     }
     // Reject unknown patch types before touching the object.
     let kind = media(content_type);
@@ -170,15 +189,40 @@ mod tests {
     #[test]
     fn json_and_merge_patches() {
         let current = json!({"metadata": {"name": "a", "labels": {"x": "1", "y": "2"}}, "spec": {"replicas": 1}});
-        let merged = apply_patch_document(None, &current, "application/merge-patch+json", &Bytes::from(r#"{"metadata":{"labels":{"x":null,"z":"3"}}}"#)).unwrap();
+        let merged = apply_patch_document(
+            None,
+            &current,
+            "application/merge-patch+json",
+            &Bytes::from(r#"{"metadata":{"labels":{"x":null,"z":"3"}}}"#),
+        )
+        .unwrap();
         assert_eq!(merged["metadata"]["labels"], json!({"y": "2", "z": "3"}));
-        let patched = apply_patch_document(None, &current, "application/json-patch+json", &Bytes::from(r#"[{"op":"replace","path":"/spec/replicas","value":3}]"#)).unwrap();
+        let patched = apply_patch_document(
+            None,
+            &current,
+            "application/json-patch+json",
+            &Bytes::from(r#"[{"op":"replace","path":"/spec/replicas","value":3}]"#),
+        )
+        .unwrap();
         assert_eq!(patched["spec"]["replicas"], 3);
-        let failed = apply_patch_document(None, &current, "application/json-patch+json", &Bytes::from(r#"[{"op":"test","path":"/spec/replicas","value":9}]"#)).unwrap_err();
+        let failed = apply_patch_document(
+            None,
+            &current,
+            "application/json-patch+json",
+            &Bytes::from(r#"[{"op":"test","path":"/spec/replicas","value":9}]"#),
+        )
+        .unwrap_err();
         assert_eq!(failed.code, 422);
-        let bad = apply_patch_document(None, &current, "application/json-patch+json", &Bytes::from("{")).unwrap_err();
+        let bad = apply_patch_document(
+            None,
+            &current,
+            "application/json-patch+json",
+            &Bytes::from("{"),
+        )
+        .unwrap_err();
         assert_eq!(bad.code, 400);
-        let unsupported = apply_patch_document(None, &current, "text/plain", &Bytes::from("{}")).unwrap_err();
+        let unsupported =
+            apply_patch_document(None, &current, "text/plain", &Bytes::from("{}")).unwrap_err();
         assert_eq!(unsupported.code, 415);
     }
 }

@@ -9,7 +9,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 
 /// Why credentials could not be created or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +61,11 @@ fn ca_params() -> CertificateParams {
     dn.push(DnType::CommonName, "maestro-ca");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2124, 1, 1);
     params
@@ -67,7 +74,13 @@ fn ca_params() -> CertificateParams {
 /// The names the serving certificate covers: loopback, localhost, the host name and any extra
 /// addresses the operator gives.
 fn serving_params(extra_sans: &[String]) -> Result<CertificateParams, PkiError> {
-    let mut names = vec!["localhost".to_string(), "kubernetes".to_string(), "kubernetes.default".to_string(), "kubernetes.default.svc".to_string(), "kubernetes.default.svc.cluster.local".to_string()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+        "kubernetes.default.svc.cluster.local".to_string(),
+    ];
     if let Ok(host) = fs::read_to_string("/etc/hostname") {
         let host = host.trim();
         if !host.is_empty() {
@@ -78,15 +91,24 @@ fn serving_params(extra_sans: &[String]) -> Result<CertificateParams, PkiError> 
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "maestro-apiserver");
     params.distinguished_name = dn;
-    for ip in ["127.0.0.1", "::1"].iter().map(|s| s.to_string()).chain(extra_sans.iter().cloned()) {
+    for ip in ["127.0.0.1", "::1"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(extra_sans.iter().cloned())
+    {
         match ip.parse::<IpAddr>() {
             Ok(addr) => params.subject_alt_names.push(SanType::IpAddress(addr)),
-            Err(_) => params.subject_alt_names.push(SanType::DnsName(ip.as_str().try_into()?)),
+            Err(_) => params
+                .subject_alt_names
+                .push(SanType::DnsName(ip.as_str().try_into()?)),
         }
     }
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2124, 1, 1);
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     Ok(params)
 }
@@ -131,7 +153,10 @@ pub fn ensure(dir: &Path, extra_sans: &[String]) -> Result<Credentials, PkiError
         (cert.pem(), key.serialize_pem())
     };
     let admin_token = if token_path.exists() {
-        fs::read_to_string(&token_path).map_err(io_err(&token_path))?.trim().to_string()
+        fs::read_to_string(&token_path)
+            .map_err(io_err(&token_path))?
+            .trim()
+            .to_string()
     } else {
         let token = new_token();
         write_private(&token_path, &token)?;
@@ -173,7 +198,11 @@ users:
 }
 
 /// Write `DIR/kubeconfig` (owner-only: it holds the admin token).
-pub fn write_kubeconfig(dir: &Path, creds: &Credentials, server: &str) -> Result<PathBuf, PkiError> {
+pub fn write_kubeconfig(
+    dir: &Path,
+    creds: &Credentials,
+    server: &str,
+) -> Result<PathBuf, PkiError> {
     let path = dir.join("kubeconfig");
     write_private(&path, &kubeconfig(creds, server))?;
     Ok(path)
@@ -194,7 +223,9 @@ mod tests {
         let config = kubeconfig(&first, "https://127.0.0.1:6443");
         assert!(config.contains("server: https://127.0.0.1:6443"));
         assert!(config.contains(&first.admin_token));
-        let mode = std::fs::metadata(dir.path().join("admin.token")).unwrap().permissions();
+        let mode = std::fs::metadata(dir.path().join("admin.token"))
+            .unwrap()
+            .permissions();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(mode.mode() & 0o777, 0o600);
     }

@@ -166,9 +166,10 @@ impl Registry {
 
     /// Forget the custom resource index whenever a CRD changes; it is rebuilt on next use.
     fn spawn_crd_tracker(self: Arc<Self>) {
-        let crds = resources::find_builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-            .expect("CRDs are built in")
-            .storage_prefix();
+        let crds =
+            resources::find_builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+                .expect("CRDs are built in")
+                .storage_prefix();
         let weak = Arc::downgrade(&self);
         let mut watch = match self.cache.watch(&crds, Some(self.cache.revision())) {
             Ok(watch) => watch,
@@ -180,7 +181,9 @@ impl Registry {
         tokio::spawn(async move {
             loop {
                 let result = watch.next().await;
-                let Some(registry) = weak.upgrade() else { return };
+                let Some(registry) = weak.upgrade() else {
+                    return;
+                };
                 *registry.custom.write() = None;
                 if result.is_err() {
                     match registry.cache.watch(&crds, Some(registry.cache.revision())) {
@@ -197,9 +200,10 @@ impl Registry {
         if let Some(index) = self.custom.read().clone() {
             return index;
         }
-        let crds = resources::find_builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-            .expect("CRDs are built in")
-            .storage_prefix();
+        let crds =
+            resources::find_builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+                .expect("CRDs are built in")
+                .storage_prefix();
         let (items, _) = self.cache.list(&crds);
         let index = Arc::new(CustomResources::from_crds(items.iter().map(|o| o.value())));
         *self.custom.write() = Some(index.clone());
@@ -216,7 +220,12 @@ impl Registry {
 
     /// Like [`Registry::resolve`], but first lets the cache catch up so that a CRD created a
     /// moment ago is visible.
-    pub async fn resolve_fresh(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Resource>> {
+    pub async fn resolve_fresh(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<Arc<Resource>> {
         if let Some(found) = self.resolve(group, version, plural) {
             return Some(found);
         }
@@ -265,7 +274,12 @@ impl Registry {
     }
 
     /// Read one object.
-    pub async fn get(&self, res: &Resource, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+    pub async fn get(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         let stored = self.get_stored(res, namespace, name).await?;
         Ok(self.present(res, &stored))
     }
@@ -297,26 +311,38 @@ impl Registry {
         let prefix = res.info.namespace_prefix(namespace);
         let (items, revision) = match opts.fields.exact("metadata.name") {
             // A single-name selector (kubectl wait, delete --wait) is one lookup.
-            Some(name) if res.info.namespaced() == namespace.is_some() || !res.info.namespaced() => {
+            Some(name)
+                if res.info.namespaced() == namespace.is_some() || !res.info.namespaced() =>
+            {
                 let key = format!("{prefix}{name}");
                 let rev = self.cache.revision();
-                (self.cache.get(&key).map(|(o, _)| vec![o]).unwrap_or_default(), rev)
+                (
+                    self.cache
+                        .get(&key)
+                        .map(|(o, _)| vec![o])
+                        .unwrap_or_default(),
+                    rev,
+                )
             }
             _ => self.cache.list(&prefix),
         };
-        let items = items
-            .into_iter()
-            .filter(|o| matches(o, opts))
-            .collect();
+        let items = items.into_iter().filter(|o| matches(o, opts)).collect();
         Ok((items, revision))
     }
 
     /// Reject field selectors on fields the resource does not index, as Kubernetes does.
-    pub fn check_field_selector(&self, res: &Resource, fields: &FieldSelector) -> Result<(), ApiError> {
+    pub fn check_field_selector(
+        &self,
+        res: &Resource,
+        fields: &FieldSelector,
+    ) -> Result<(), ApiError> {
         let allowed = object::selectable_fields(&res.info.storage_group, &res.info.plural);
         for req in &fields.requirements {
             let field = req.field.as_str();
-            if field != "metadata.name" && field != "metadata.namespace" && !allowed.contains(&field) {
+            if field != "metadata.name"
+                && field != "metadata.namespace"
+                && !allowed.contains(&field)
+            {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {field}"
                 )));
@@ -391,7 +417,12 @@ impl Registry {
         }
         let (normalized, unknown) = match &res.custom {
             Some(custom) => custom.admit(body)?,
-            None => match maestro_api::codec::decode(&res.info.group, &res.info.version, &res.info.kind, body.clone()) {
+            None => match maestro_api::codec::decode(
+                &res.info.group,
+                &res.info.version,
+                &res.info.kind,
+                body.clone(),
+            ) {
                 Some(Ok(decoded)) => (decoded.object, decoded.unknown_fields),
                 Some(Err(err)) => return Err(ApiError::bad_request(err.to_string())),
                 None => (body, Vec::new()),
@@ -400,7 +431,10 @@ impl Registry {
         if !unknown.is_empty() {
             match opts.field_validation {
                 FieldValidation::Strict => {
-                    let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                    let list: Vec<String> = unknown
+                        .iter()
+                        .map(|f| format!("unknown field \"{f}\""))
+                        .collect();
                     return Err(ApiError::bad_request(format!(
                         "strict decoding error: {}",
                         list.join(", ")
@@ -439,17 +473,28 @@ impl Registry {
         if causes.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::invalid(&res.info.group, &res.info.kind, meta::name(obj), causes))
+            Err(ApiError::invalid(
+                &res.info.group,
+                &res.info.kind,
+                meta::name(obj),
+                causes,
+            ))
         }
     }
 
     /// Namespaced objects need an existing namespace that is not being deleted.
-    async fn check_namespace(&self, res: &Resource, namespace: Option<&str>) -> Result<(), ApiError> {
+    async fn check_namespace(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+    ) -> Result<(), ApiError> {
         if !res.info.namespaced() {
             return Ok(());
         }
         let Some(ns) = namespace else {
-            return Err(ApiError::bad_request("a namespace is required for this resource"));
+            return Err(ApiError::bad_request(
+                "a namespace is required for this resource",
+            ));
         };
         self.cache.fresh().await.map_err(store_error)?;
         match self.cache.get(&Self::namespace_key(ns)) {
@@ -532,7 +577,10 @@ impl Registry {
             {
                 let metadata = meta::metadata_mut(&mut obj);
                 metadata.insert("uid".into(), json!(new_uid()));
-                metadata.insert("creationTimestamp".into(), json!(meta::format_time(timestamp)));
+                metadata.insert(
+                    "creationTimestamp".into(),
+                    json!(meta::format_time(timestamp)),
+                );
                 metadata.remove("resourceVersion");
                 metadata.remove("deletionTimestamp");
                 metadata.remove("deletionGracePeriodSeconds");
@@ -550,7 +598,11 @@ impl Registry {
                 let key = res.info.key(namespace, &name);
                 self.cache.fresh().await.map_err(store_error)?;
                 if self.cache.get(&key).is_some() {
-                    return Err(ApiError::already_exists(&res.info.group, &res.info.plural, &name));
+                    return Err(ApiError::already_exists(
+                        &res.info.group,
+                        &res.info.plural,
+                        &name,
+                    ));
                 }
                 return Ok(WriteResult {
                     object: self.present_value(res, obj),
@@ -571,7 +623,11 @@ impl Registry {
                 }
                 Err(StoreError::AlreadyExists(_)) if !has_name && attempt < 7 => continue,
                 Err(StoreError::AlreadyExists(_)) => {
-                    return Err(ApiError::already_exists(&res.info.group, &res.info.plural, &name));
+                    return Err(ApiError::already_exists(
+                        &res.info.group,
+                        &res.info.plural,
+                        &name,
+                    ));
                 }
                 Err(other) => return Err(store_error(other)),
             }
@@ -608,7 +664,15 @@ impl Registry {
         }
         let precondition = meta::resource_version(&new).map(str::to_string);
         let mut result = self
-            .read_modify_write(res, namespace, name, precondition.as_deref(), opts, |_current| Ok(new.clone()), subresource)
+            .read_modify_write(
+                res,
+                namespace,
+                name,
+                precondition.as_deref(),
+                opts,
+                |_current| Ok(new.clone()),
+                subresource,
+            )
             .await?;
         result.warnings.splice(0..0, warnings);
         Ok(result)
@@ -771,7 +835,10 @@ impl Registry {
             // Pods bound to a node are deleted gracefully: the node's agent removes them.
             let graceful_pod = res.info.kind == "Pod"
                 && res.custom.is_none()
-                && obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty())
+                && obj
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| !n.is_empty())
                 && opts.grace_period_seconds != Some(0)
                 && !matches!(
                     obj.pointer("/status/phase").and_then(Value::as_str),
@@ -798,9 +865,8 @@ impl Registry {
                 if !already_deleting {
                     metadata.insert("deletionTimestamp".into(), json!(meta::format_time(now())));
                     let grace = if graceful_pod {
-                        opts.grace_period_seconds.unwrap_or_else(|| {
-                            obj_grace_period(&current.value()).unwrap_or(30)
-                        })
+                        opts.grace_period_seconds
+                            .unwrap_or_else(|| obj_grace_period(&current.value()).unwrap_or(30))
                     } else {
                         0
                     };
@@ -844,7 +910,10 @@ impl Registry {
         let (items, _) = self.list(res, namespace, list).await?;
         let mut deleted = Vec::new();
         for item in items {
-            match self.delete(res, item.namespace.as_deref(), &item.name, opts).await {
+            match self
+                .delete(res, item.namespace.as_deref(), &item.name, opts)
+                .await
+            {
                 Ok(obj) => deleted.push(obj),
                 Err(err) if err.code == 404 => {}
                 Err(err) => return Err(err),
@@ -866,7 +935,8 @@ fn namespace_has_spec_finalizers(res: &Resource, obj: &Value) -> bool {
 
 /// Read the termination grace period of a pod.
 fn obj_grace_period(pod: &Value) -> Option<i64> {
-    pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64)
+    pod.pointer("/spec/terminationGracePeriodSeconds")
+        .and_then(Value::as_i64)
 }
 
 /// The propagation Kubernetes applies when the client names none.
@@ -920,7 +990,9 @@ fn spec_changed(res: &Resource, new: &Value, old: &Value) -> bool {
 
 /// System fields set on create (Kubernetes' PrepareForCreate of each strategy).
 fn prepare_for_create(res: &Resource, obj: &mut Value, now: jiff::Timestamp) {
-    let map = obj.as_object_mut().expect("admitted objects are JSON objects");
+    let map = obj
+        .as_object_mut()
+        .expect("admitted objects are JSON objects");
     if res.custom.is_none() {
         match (res.info.storage_group.as_str(), res.info.kind.as_str()) {
             ("", "Namespace") => {
@@ -940,7 +1012,6 @@ fn prepare_for_create(res: &Resource, obj: &mut Value, now: jiff::Timestamp) {
                     list.push(crd::CLEANUP_FINALIZER.to_string());
                     meta::metadata_mut(obj).insert("finalizers".into(), json!(list));
                 }
-                return;
             }
             _ => {
                 // The status of a kind with a status subresource is written by its controller.
@@ -956,14 +1027,16 @@ fn prepare_for_create(res: &Resource, obj: &mut Value, now: jiff::Timestamp) {
 
 /// Carry system fields over from the stored object (Kubernetes' PrepareForUpdate).
 fn prepare_for_update(res: &Resource, new: &mut Value, old: &Value, subresource: Option<&str>) {
-    let split_status = res.info.status_subresource
-        || res.custom.as_ref().is_some_and(|c| c.status_subresource);
+    let split_status =
+        res.info.status_subresource || res.custom.as_ref().is_some_and(|c| c.status_subresource);
     match subresource {
         Some("status") => {
             // A status write changes only status; everything else stays as stored.
             let status = new.get("status").cloned();
             let mut merged = old.clone();
-            let map = merged.as_object_mut().expect("stored objects are JSON objects");
+            let map = merged
+                .as_object_mut()
+                .expect("stored objects are JSON objects");
             match status {
                 Some(s) => {
                     map.insert("status".into(), s);
@@ -976,7 +1049,9 @@ fn prepare_for_update(res: &Resource, new: &mut Value, old: &Value, subresource:
         }
         _ => {
             if split_status {
-                let map = new.as_object_mut().expect("admitted objects are JSON objects");
+                let map = new
+                    .as_object_mut()
+                    .expect("admitted objects are JSON objects");
                 match old.get("status") {
                     Some(s) => {
                         map.insert("status".into(), s.clone());
@@ -992,7 +1067,13 @@ fn prepare_for_update(res: &Resource, new: &mut Value, old: &Value, subresource:
     let generation_tracked = res.info.has_generation || res.custom.is_some();
     let bump = generation_tracked && subresource.is_none() && spec_changed(res, new, old);
     let metadata = meta::metadata_mut(new);
-    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match old_meta.get(field) {
             Some(v) => {
                 metadata.insert(field.into(), v.clone());
@@ -1015,10 +1096,15 @@ fn prepare_for_update(res: &Resource, new: &mut Value, old: &Value, subresource:
         }
     }
     if bump {
-        let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        let generation = old_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            + 1;
         metadata.insert("generation".into(), json!(generation));
     }
-    if res.custom.is_none() && res.info.kind == "CustomResourceDefinition" && subresource.is_none() {
+    if res.custom.is_none() && res.info.kind == "CustomResourceDefinition" && subresource.is_none()
+    {
         crd::establish(new, now());
     }
 }

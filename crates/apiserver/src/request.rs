@@ -54,11 +54,16 @@ pub fn parse_path(path: &str) -> Target {
             group: group.to_string(),
             version: version.to_string(),
         },
-        ["api", version, rest @ ..] => resource_path("", version, rest).unwrap_or_else(|| Target::Other(trimmed.to_string())),
-        ["apis", group, version, rest @ ..] => {
-            resource_path(group, version, rest).unwrap_or_else(|| Target::Other(trimmed.to_string()))
+        ["api", version, rest @ ..] => {
+            resource_path("", version, rest).unwrap_or_else(|| Target::Other(trimmed.to_string()))
         }
-        _ => Target::Other(if trimmed.is_empty() { "/".to_string() } else { trimmed.to_string() }),
+        ["apis", group, version, rest @ ..] => resource_path(group, version, rest)
+            .unwrap_or_else(|| Target::Other(trimmed.to_string())),
+        _ => Target::Other(if trimmed.is_empty() {
+            "/".to_string()
+        } else {
+            trimmed.to_string()
+        }),
     }
 }
 
@@ -67,9 +72,7 @@ fn resource_path(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
         ["watch", tail @ ..] => (true, tail),
         _ => (false, rest),
     };
-    let decode = |s: &str| {
-        percent_decode(s)
-    };
+    let decode = |s: &str| percent_decode(s);
     let mut path = ResourcePath {
         group: group.to_string(),
         version: version.to_string(),
@@ -188,13 +191,17 @@ impl Query {
             opts.propagation = Some(parse_propagation(p)?);
         }
         if let Some(orphan) = self.get("orphanDependents") {
-            opts.propagation = Some(if orphan == "true" { Propagation::Orphan } else { Propagation::Background });
+            opts.propagation = Some(if orphan == "true" {
+                Propagation::Orphan
+            } else {
+                Propagation::Background
+            });
         }
         if let Some(g) = self.get("gracePeriodSeconds") {
-            opts.grace_period_seconds = Some(
-                g.parse()
-                    .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?,
-            );
+            opts.grace_period_seconds =
+                Some(g.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}"))
+                })?);
         }
         Ok(opts)
     }
@@ -223,11 +230,13 @@ pub enum Wanted {
 
 /// Read the Accept header. Protobuf-only clients get JSON (clients accept it).
 pub fn wanted(accept: Option<&str>) -> Wanted {
-    let Some(accept) = accept else { return Wanted::Json };
+    let Some(accept) = accept else {
+        return Wanted::Json;
+    };
     for part in accept.split(',') {
         let params: Vec<&str> = part.split(';').map(str::trim).collect();
         let media = params[0];
-        let has = |p: &str| params.iter().any(|x| *x == p);
+        let has = |p: &str| params.contains(&p);
         let is_meta = has("g=meta.k8s.io") && (has("v=v1") || has("v=v1beta1"));
         if media == "application/json" && is_meta {
             if has("as=Table") {
@@ -256,8 +265,11 @@ pub fn wanted_discovery(accept: Option<&str>) -> Option<&'static str> {
     let accept = accept?;
     for part in accept.split(',') {
         let params: Vec<&str> = part.split(';').map(str::trim).collect();
-        let has = |p: &str| params.iter().any(|x| *x == p);
-        if params[0] == "application/json" && has("g=apidiscovery.k8s.io") && has("as=APIGroupDiscoveryList") {
+        let has = |p: &str| params.contains(&p);
+        if params[0] == "application/json"
+            && has("g=apidiscovery.k8s.io")
+            && has("as=APIGroupDiscoveryList")
+        {
             if has("v=v2") {
                 return Some("v2");
             }
@@ -286,17 +298,47 @@ mod tests {
     #[test]
     fn paths() {
         assert_eq!(parse_path("/api/"), Target::CoreVersions);
-        assert_eq!(parse_path("/apis/apps/v1"), Target::ResourceList { group: "apps".into(), version: "v1".into() });
+        assert_eq!(
+            parse_path("/apis/apps/v1"),
+            Target::ResourceList {
+                group: "apps".into(),
+                version: "v1".into()
+            }
+        );
         let p = res("/api/v1/namespaces/default/pods/web/log");
-        assert_eq!((p.namespace.as_deref(), p.resource.as_str(), p.name.as_deref(), p.subresource.as_deref()), (Some("default"), "pods", Some("web"), Some("log")));
+        assert_eq!(
+            (
+                p.namespace.as_deref(),
+                p.resource.as_str(),
+                p.name.as_deref(),
+                p.subresource.as_deref()
+            ),
+            (Some("default"), "pods", Some("web"), Some("log"))
+        );
         let ns = res("/api/v1/namespaces/default");
-        assert_eq!((ns.namespace, ns.resource.as_str(), ns.name.as_deref()), (None, "namespaces", Some("default")));
+        assert_eq!(
+            (ns.namespace, ns.resource.as_str(), ns.name.as_deref()),
+            (None, "namespaces", Some("default"))
+        );
         let fin = res("/api/v1/namespaces/x/finalize");
-        assert_eq!((fin.resource.as_str(), fin.name.as_deref(), fin.subresource.as_deref()), ("namespaces", Some("x"), Some("finalize")));
+        assert_eq!(
+            (
+                fin.resource.as_str(),
+                fin.name.as_deref(),
+                fin.subresource.as_deref()
+            ),
+            ("namespaces", Some("x"), Some("finalize"))
+        );
         let list = res("/api/v1/namespaces/x/configmaps");
-        assert_eq!((list.namespace.as_deref(), list.resource.as_str(), list.name), (Some("x"), "configmaps", None));
+        assert_eq!(
+            (list.namespace.as_deref(), list.resource.as_str(), list.name),
+            (Some("x"), "configmaps", None)
+        );
         let all = res("/apis/apps/v1/deployments");
-        assert_eq!((all.namespace, all.resource.as_str()), (None, "deployments"));
+        assert_eq!(
+            (all.namespace, all.resource.as_str()),
+            (None, "deployments")
+        );
         let w = res("/api/v1/watch/namespaces/x/pods");
         assert!(w.watch_prefix);
         assert_eq!(parse_path("/version/"), Target::Other("/version".into()));
@@ -304,11 +346,21 @@ mod tests {
 
     #[test]
     fn accept_headers() {
-        assert_eq!(wanted(Some("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")), Wanted::Table);
-        assert_eq!(wanted(Some("application/vnd.kubernetes.protobuf,application/json")), Wanted::Json);
+        assert_eq!(
+            wanted(Some(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            )),
+            Wanted::Table
+        );
+        assert_eq!(
+            wanted(Some("application/vnd.kubernetes.protobuf,application/json")),
+            Wanted::Json
+        );
         assert_eq!(wanted(None), Wanted::Json);
         assert_eq!(
-            wanted_discovery(Some("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json")),
+            wanted_discovery(Some(
+                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+            )),
             Some("v2")
         );
         assert_eq!(wanted_discovery(Some("application/json, */*")), None);
@@ -316,7 +368,9 @@ mod tests {
 
     #[test]
     fn queries() {
-        let q = Query::parse(Some("labelSelector=app%3Dweb&fieldSelector=metadata.name%3Dx&dryRun=All&fieldValidation=Strict"));
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dweb&fieldSelector=metadata.name%3Dx&dryRun=All&fieldValidation=Strict",
+        ));
         let list = q.list_options().unwrap();
         assert_eq!(list.labels.to_string(), "app=web");
         assert_eq!(list.fields.exact("metadata.name"), Some("x"));

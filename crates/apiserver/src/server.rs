@@ -39,7 +39,9 @@ pub struct ApiState {
 
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiState").field("advertise_address", &self.advertise_address).finish_non_exhaustive()
+        f.debug_struct("ApiState")
+            .field("advertise_address", &self.advertise_address)
+            .finish_non_exhaustive()
     }
 }
 
@@ -101,7 +103,10 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state:
                 async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(err) = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service).await {
+            if let Err(err) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls_stream), service)
+                .await
+            {
                 tracing::debug!(%peer, %err, "connection ended with an error");
             }
         });
@@ -110,17 +115,26 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state:
 
 /// Paths anyone may read (health checks and the version, as Kubernetes allows anonymously).
 fn is_public(path: &str) -> bool {
-    matches!(path.trim_end_matches('/'), "/livez" | "/readyz" | "/healthz" | "/version")
-        || path.starts_with("/livez/")
+    matches!(
+        path.trim_end_matches('/'),
+        "/livez" | "/readyz" | "/healthz" | "/version"
+    ) || path.starts_with("/livez/")
         || path.starts_with("/readyz/")
         || path.starts_with("/healthz/")
 }
 
 fn authenticated(state: &ApiState, req: &Request<Incoming>) -> bool {
-    let Some(value) = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let Some(token) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) else {
+    let Some(token) = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+    else {
         return false;
     };
     state.tokens.read().contains(token.trim())
@@ -163,7 +177,12 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Body> 
             Err(err) => error_response(&err),
         }
     };
-    state.metrics.observe(&verb, &resource, response.status().as_u16(), started.elapsed());
+    state.metrics.observe(
+        &verb,
+        &resource,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
@@ -173,8 +192,13 @@ async fn collect(req: Request<Incoming>) -> Result<Request<Bytes>, ApiError> {
         .collect()
         .await
         .map_err(|err| {
-            if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                ApiError::too_large(format!("the request body exceeds the limit of {MAX_BODY_BYTES} bytes"))
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::too_large(format!(
+                    "the request body exceeds the limit of {MAX_BODY_BYTES} bytes"
+                ))
             } else {
                 ApiError::bad_request(format!("reading the request body: {err}"))
             }
@@ -184,7 +208,9 @@ async fn collect(req: Request<Incoming>) -> Result<Request<Bytes>, ApiError> {
 }
 
 fn accept(req: &Request<Bytes>) -> Option<&str> {
-    req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok())
+    req.headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
 }
 
 fn discovery_response(version: &str, value: &serde_json::Value) -> Response<Body> {
@@ -196,7 +222,11 @@ fn discovery_response(version: &str, value: &serde_json::Value) -> Response<Body
     )
 }
 
-async fn route(state: &Arc<ApiState>, req: Request<Bytes>, target: Target) -> Result<Response<Body>, ApiError> {
+async fn route(
+    state: &Arc<ApiState>,
+    req: Request<Bytes>,
+    target: Target,
+) -> Result<Response<Body>, ApiError> {
     let registry = &state.registry;
     match target {
         Target::Resource(path) => handlers::serve(registry, req, path).await,
@@ -204,15 +234,24 @@ async fn route(state: &Arc<ApiState>, req: Request<Bytes>, target: Target) -> Re
             let all = discovery::all_resources(&registry.custom_resources().resources);
             match wanted_discovery(accept(&req)) {
                 Some(v) => Ok(discovery_response(v, &discovery::aggregated(&all, true, v))),
-                None => Ok(json_response(200, &discovery::core_versions(&state.advertise_address))),
+                None => Ok(json_response(
+                    200,
+                    &discovery::core_versions(&state.advertise_address),
+                )),
             }
         }
         Target::Groups => {
             let _ = registry.cache().fresh().await;
             let all = discovery::all_resources(&registry.custom_resources().resources);
             match wanted_discovery(accept(&req)) {
-                Some(v) => Ok(discovery_response(v, &discovery::aggregated(&all, false, v))),
-                None => Ok(json_response(200, &discovery::group_list(&discovery::groups(&all)))),
+                Some(v) => Ok(discovery_response(
+                    v,
+                    &discovery::aggregated(&all, false, v),
+                )),
+                None => Ok(json_response(
+                    200,
+                    &discovery::group_list(&discovery::groups(&all)),
+                )),
             }
         }
         Target::Group(group) => {
@@ -235,11 +274,15 @@ async fn route(state: &Arc<ApiState>, req: Request<Bytes>, target: Target) -> Re
             "/livez" | "/healthz" => Ok(text_response(200, "ok")),
             "/readyz" => match registry.cache().fresh().await {
                 Ok(_) => Ok(text_response(200, "ok")),
-                Err(err) => Ok(text_response(500, format!("[-]etcd failed: {err}\nreadyz check failed"))),
+                Err(err) => Ok(text_response(
+                    500,
+                    format!("[-]etcd failed: {err}\nreadyz check failed"),
+                )),
             },
             "/metrics" => {
                 let mut gauges = Gauges {
-                    open_watches: crate::watch::OPEN_WATCHES.load(std::sync::atomic::Ordering::Relaxed),
+                    open_watches: crate::watch::OPEN_WATCHES
+                        .load(std::sync::atomic::Ordering::Relaxed),
                     store_size_bytes: registry.backend().size_bytes().await.unwrap_or(0),
                     revision: registry.cache().revision(),
                     ..Default::default()
@@ -247,11 +290,19 @@ async fn route(state: &Arc<ApiState>, req: Request<Bytes>, target: Target) -> Re
                 for info in maestro_api::resources::builtins() {
                     if info.group == info.storage_group && info.version == info.storage_version {
                         let count = registry.cache().count(&info.storage_prefix());
-                        let name = if info.group.is_empty() { info.plural.clone() } else { format!("{}.{}", info.plural, info.group) };
+                        let name = if info.group.is_empty() {
+                            info.plural.clone()
+                        } else {
+                            format!("{}.{}", info.plural, info.group)
+                        };
                         gauges.objects.insert(name, count);
                     }
                 }
-                Ok(bytes_response(200, "text/plain; version=0.0.4", state.metrics.render(&gauges)))
+                Ok(bytes_response(
+                    200,
+                    "text/plain; version=0.0.4",
+                    state.metrics.render(&gauges),
+                ))
             }
             "/openapi/v3" => {
                 let _ = registry.cache().fresh().await;
@@ -267,7 +318,11 @@ async fn route(state: &Arc<ApiState>, req: Request<Bytes>, target: Target) -> Re
                     .map(|bytes| bytes_response(200, "application/json", bytes))
                     .ok_or_else(ApiError::path_not_found)
             }
-            other if other.starts_with("/livez/") || other.starts_with("/readyz/") || other.starts_with("/healthz/") => {
+            other
+                if other.starts_with("/livez/")
+                    || other.starts_with("/readyz/")
+                    || other.starts_with("/healthz/") =>
+            {
                 Ok(text_response(200, "ok"))
             }
             _ => Err(ApiError::path_not_found()),

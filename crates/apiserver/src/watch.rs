@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Response;
-use http_body_util::{BodyExt, StreamBody};
 use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
 use maestro_api::ApiError;
 use maestro_store::CacheEventKind;
 use serde_json::{Value, json};
@@ -75,9 +75,10 @@ pub fn serve(
     let from = match query.get("resourceVersion") {
         _ if send_initial => None,
         None | Some("") | Some("0") => None,
-        Some(rv) => Some(rv.parse::<i64>().map_err(|_| {
-            ApiError::bad_request(format!("invalid resource version {rv:?}"))
-        })?),
+        Some(rv) => Some(
+            rv.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?,
+        ),
     };
     let timeout = query
         .get("timeoutSeconds")
@@ -85,12 +86,17 @@ pub fn serve(
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_TIMEOUT);
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    let body = StreamBody::new(ReceiverStream::new(rx).map(|b| Ok::<_, std::io::Error>(Frame::data(b)))).boxed();
+    let body =
+        StreamBody::new(ReceiverStream::new(rx).map(|b| Ok::<_, std::io::Error>(Frame::data(b))))
+            .boxed();
     let mut response = Response::new(body);
     *response.status_mut() = http::StatusCode::OK;
     let template = bytes_response(200, "application/json", Bytes::new());
     *response.headers_mut() = template.headers().clone();
-    response.headers_mut().insert(http::header::TRANSFER_ENCODING, http::HeaderValue::from_static("chunked"));
+    response.headers_mut().insert(
+        http::header::TRANSFER_ENCODING,
+        http::HeaderValue::from_static("chunked"),
+    );
 
     let mut watch = match registry.watch(&res, namespace.as_deref(), &opts, from) {
         Ok(w) => w,
@@ -194,11 +200,14 @@ fn render_event(
     }
     let mut value = registry.present(res, obj);
     if let Some(rev) = deleted_at {
-        maestro_api::meta::metadata_mut(&mut value).insert("resourceVersion".into(), json!(rev.to_string()));
+        maestro_api::meta::metadata_mut(&mut value)
+            .insert("resourceVersion".into(), json!(rev.to_string()));
     }
     let object = match how {
         Wanted::Table => {
-            let rv = maestro_api::meta::resource_version(&value).unwrap_or_default().to_string();
+            let rv = maestro_api::meta::resource_version(&value)
+                .unwrap_or_default()
+                .to_string();
             let mut table = tables::render(res, std::slice::from_ref(&value), &rv, true);
             // Column definitions go with the first event only; kubectl keeps them.
             if !*first_table {

@@ -18,7 +18,8 @@ struct CrdCleanup;
 
 fn crds() -> Arc<Resource> {
     Resource::builtin(
-        resources::find_builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions").expect("built in"),
+        resources::find_builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .expect("built in"),
     )
 }
 
@@ -28,7 +29,13 @@ impl Reconciler for CrdCleanup {
     }
 
     fn resync_keys(&mut self, registry: &Registry) -> Vec<String> {
-        registry.cache().list(&crds().info.storage_prefix()).0.iter().map(|o| o.key.clone()).collect()
+        registry
+            .cache()
+            .list(&crds().info.storage_prefix())
+            .0
+            .iter()
+            .map(|o| o.key.clone())
+            .collect()
     }
 
     fn reconcile<'a>(
@@ -37,19 +44,37 @@ impl Reconciler for CrdCleanup {
         key: &'a str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
-            let Some((stored, _)) = registry.cache().get(key) else { return Ok(()) };
+            let Some((stored, _)) = registry.cache().get(key) else {
+                return Ok(());
+            };
             let crd = stored.value();
-            if meta::deletion_timestamp(&crd).is_none() || !meta::finalizers(&crd).iter().any(|f| f == CLEANUP_FINALIZER) {
+            if meta::deletion_timestamp(&crd).is_none()
+                || !meta::finalizers(&crd)
+                    .iter()
+                    .any(|f| f == CLEANUP_FINALIZER)
+            {
                 return Ok(());
             }
-            let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
-            let plural = crd.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
+            let group = crd
+                .pointer("/spec/group")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let plural = crd
+                .pointer("/spec/names/plural")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let prefix = format!("/registry/{group}/{plural}/");
             let (items, _) = registry.cache().list(&prefix);
             if let Some(res) = registry.custom_resources().find_storage(group, plural) {
                 for item in &items {
-                    let opts = DeleteOptions { precondition_uid: Some(item.uid.clone()), ..Default::default() };
-                    match registry.delete(&res, item.namespace.as_deref(), &item.name, &opts).await {
+                    let opts = DeleteOptions {
+                        precondition_uid: Some(item.uid.clone()),
+                        ..Default::default()
+                    };
+                    match registry
+                        .delete(&res, item.namespace.as_deref(), &item.name, &opts)
+                        .await
+                    {
                         Ok(_) => {}
                         Err(err) if err.code == 404 || err.code == 409 => {}
                         Err(err) => return Err(err.message),
@@ -60,15 +85,26 @@ impl Reconciler for CrdCleanup {
                 return Ok(());
             }
             let result = registry
-                .read_modify_write(&crds(), None, &stored.name, None, &WriteOptions::default(), |current| {
-                    let mut next = current.clone();
-                    let remaining: Vec<String> = meta::finalizers(current).into_iter().filter(|f| f != CLEANUP_FINALIZER).collect();
-                    meta::metadata_mut(&mut next).insert("finalizers".into(), json!(remaining));
-                    if remaining.is_empty() {
-                        meta::metadata_mut(&mut next).remove("finalizers");
-                    }
-                    Ok(next)
-                }, None)
+                .read_modify_write(
+                    &crds(),
+                    None,
+                    &stored.name,
+                    None,
+                    &WriteOptions::default(),
+                    |current| {
+                        let mut next = current.clone();
+                        let remaining: Vec<String> = meta::finalizers(current)
+                            .into_iter()
+                            .filter(|f| f != CLEANUP_FINALIZER)
+                            .collect();
+                        meta::metadata_mut(&mut next).insert("finalizers".into(), json!(remaining));
+                        if remaining.is_empty() {
+                            meta::metadata_mut(&mut next).remove("finalizers");
+                        }
+                        Ok(next)
+                    },
+                    None,
+                )
                 .await;
             match result {
                 Ok(_) => Ok(()),

@@ -60,15 +60,27 @@ impl GarbageCollector {
             .unwrap_or_default()
     }
 
-    async fn delete(registry: &Registry, key: &str, propagation: Propagation, uid: &str) -> Result<(), String> {
-        let Some(res) = registry.resource_for_key(key) else { return Ok(()) };
-        let Some((obj, _)) = registry.cache().get(key) else { return Ok(()) };
+    async fn delete(
+        registry: &Registry,
+        key: &str,
+        propagation: Propagation,
+        uid: &str,
+    ) -> Result<(), String> {
+        let Some(res) = registry.resource_for_key(key) else {
+            return Ok(());
+        };
+        let Some((obj, _)) = registry.cache().get(key) else {
+            return Ok(());
+        };
         let opts = DeleteOptions {
             propagation: Some(propagation),
             precondition_uid: Some(uid.to_string()),
             ..Default::default()
         };
-        match registry.delete(&res, obj.namespace.as_deref(), &obj.name, &opts).await {
+        match registry
+            .delete(&res, obj.namespace.as_deref(), &obj.name, &opts)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(err) if err.code == 404 || err.code == 409 => Ok(()),
             Err(err) => Err(err.message),
@@ -76,14 +88,26 @@ impl GarbageCollector {
     }
 
     async fn edit(registry: &Registry, key: &str, edit: impl Fn(&mut Value)) -> Result<(), String> {
-        let Some(res) = registry.resource_for_key(key) else { return Ok(()) };
-        let Some((obj, _)) = registry.cache().get(key) else { return Ok(()) };
+        let Some(res) = registry.resource_for_key(key) else {
+            return Ok(());
+        };
+        let Some((obj, _)) = registry.cache().get(key) else {
+            return Ok(());
+        };
         let result = registry
-            .read_modify_write(&res, obj.namespace.as_deref(), &obj.name, None, &WriteOptions::default(), |current| {
-                let mut next = current.clone();
-                edit(&mut next);
-                Ok(next)
-            }, None)
+            .read_modify_write(
+                &res,
+                obj.namespace.as_deref(),
+                &obj.name,
+                None,
+                &WriteOptions::default(),
+                |current| {
+                    let mut next = current.clone();
+                    edit(&mut next);
+                    Ok(next)
+                },
+                None,
+            )
             .await;
         match result {
             Ok(_) => Ok(()),
@@ -92,9 +116,16 @@ impl GarbageCollector {
         }
     }
 
-    async fn remove_finalizer(registry: &Registry, key: &str, finalizer: &str) -> Result<(), String> {
+    async fn remove_finalizer(
+        registry: &Registry,
+        key: &str,
+        finalizer: &str,
+    ) -> Result<(), String> {
         Self::edit(registry, key, |obj| {
-            let remaining: Vec<String> = meta::finalizers(obj).into_iter().filter(|f| f != finalizer).collect();
+            let remaining: Vec<String> = meta::finalizers(obj)
+                .into_iter()
+                .filter(|f| f != finalizer)
+                .collect();
             let metadata = meta::metadata_mut(obj);
             if remaining.is_empty() {
                 metadata.remove("finalizers");
@@ -120,17 +151,27 @@ impl Reconciler for GarbageCollector {
                 self.forget_owners(&key, &obj);
                 // Dependents may be orphans now; owners waiting in the foreground may be done.
                 keys.extend(self.dependents_of(&event.object.uid));
-                keys.extend(owner_uids(&obj).iter().filter_map(|u| self.keys_by_uid.get(u).cloned()));
+                keys.extend(
+                    owner_uids(&obj)
+                        .iter()
+                        .filter_map(|u| self.keys_by_uid.get(u).cloned()),
+                );
             }
             CacheEventKind::Added | CacheEventKind::Modified => {
-                self.keys_by_uid.insert(event.object.uid.clone(), key.clone());
+                self.keys_by_uid
+                    .insert(event.object.uid.clone(), key.clone());
                 let owners = owner_uids(&obj);
                 for owner in &owners {
-                    self.dependents.entry(owner.clone()).or_default().insert(key.clone());
+                    self.dependents
+                        .entry(owner.clone())
+                        .or_default()
+                        .insert(key.clone());
                 }
                 let finalizers = meta::finalizers(&obj);
                 let deleting = meta::deletion_timestamp(&obj).is_some();
-                if !owners.is_empty() || (deleting && finalizers.iter().any(|f| f == FOREGROUND || f == ORPHAN)) {
+                if !owners.is_empty()
+                    || (deleting && finalizers.iter().any(|f| f == FOREGROUND || f == ORPHAN))
+                {
                     keys.push(key);
                 }
             }
@@ -140,7 +181,11 @@ impl Reconciler for GarbageCollector {
 
     fn resync_keys(&mut self, _registry: &Registry) -> Vec<String> {
         let mut keys: BTreeSet<String> = self.dependents.values().flatten().cloned().collect();
-        keys.extend(self.dependents.keys().filter_map(|u| self.keys_by_uid.get(u).cloned()));
+        keys.extend(
+            self.dependents
+                .keys()
+                .filter_map(|u| self.keys_by_uid.get(u).cloned()),
+        );
         keys.into_iter().collect()
     }
 
@@ -150,7 +195,9 @@ impl Reconciler for GarbageCollector {
         key: &'a str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
-            let Some((stored, _)) = registry.cache().get(key) else { return Ok(()) };
+            let Some((stored, _)) = registry.cache().get(key) else {
+                return Ok(());
+            };
             let obj = stored.value();
             let uid = stored.uid.clone();
             let finalizers = meta::finalizers(&obj);
@@ -159,8 +206,13 @@ impl Reconciler for GarbageCollector {
                     for dependent in self.dependents_of(&uid) {
                         let owner = uid.clone();
                         Self::edit(registry, &dependent, move |d| {
-                            if let Some(refs) = d.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
-                                refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner.as_str()));
+                            if let Some(refs) = d
+                                .pointer_mut("/metadata/ownerReferences")
+                                .and_then(Value::as_array_mut)
+                            {
+                                refs.retain(|r| {
+                                    r.get("uid").and_then(Value::as_str) != Some(owner.as_str())
+                                });
                                 if refs.is_empty() {
                                     meta::metadata_mut(d).remove("ownerReferences");
                                 }
@@ -173,12 +225,18 @@ impl Reconciler for GarbageCollector {
                 if finalizers.iter().any(|f| f == FOREGROUND) {
                     let dependents = self.dependents_of(&uid);
                     for dependent in &dependents {
-                        let Some((dep, _)) = registry.cache().get(dependent) else { continue };
+                        let Some((dep, _)) = registry.cache().get(dependent) else {
+                            continue;
+                        };
                         if meta::deletion_timestamp(&dep.value()).is_none() {
-                            Self::delete(registry, dependent, Propagation::Foreground, &dep.uid).await?;
+                            Self::delete(registry, dependent, Propagation::Foreground, &dep.uid)
+                                .await?;
                         }
                     }
-                    let remaining = dependents.iter().filter(|d| registry.cache().get(d).is_some()).count();
+                    let remaining = dependents
+                        .iter()
+                        .filter(|d| registry.cache().get(d).is_some())
+                        .count();
                     if remaining == 0 {
                         return Self::remove_finalizer(registry, key, FOREGROUND).await;
                     }
@@ -192,12 +250,17 @@ impl Reconciler for GarbageCollector {
                 }
             } else {
                 // An owner being deleted in the foreground takes its dependents with it.
-                let foreground_owner = owners.iter().filter_map(|o| self.keys_by_uid.get(o)).any(|owner_key| {
-                    registry.cache().get(owner_key).is_some_and(|(o, _)| {
-                        let v = o.value();
-                        meta::deletion_timestamp(&v).is_some() && meta::finalizers(&v).iter().any(|f| f == FOREGROUND)
-                    })
-                });
+                let foreground_owner =
+                    owners
+                        .iter()
+                        .filter_map(|o| self.keys_by_uid.get(o))
+                        .any(|owner_key| {
+                            registry.cache().get(owner_key).is_some_and(|(o, _)| {
+                                let v = o.value();
+                                meta::deletion_timestamp(&v).is_some()
+                                    && meta::finalizers(&v).iter().any(|f| f == FOREGROUND)
+                            })
+                        });
                 if foreground_owner && meta::deletion_timestamp(&obj).is_none() {
                     Self::delete(registry, key, Propagation::Foreground, &uid).await?;
                 }
@@ -209,5 +272,11 @@ impl Reconciler for GarbageCollector {
 
 /// Run the garbage collector.
 pub async fn run(registry: Arc<Registry>) {
-    queue::run(registry, "/registry/", GarbageCollector::default(), Duration::from_secs(30)).await;
+    queue::run(
+        registry,
+        "/registry/",
+        GarbageCollector::default(),
+        Duration::from_secs(30),
+    )
+    .await;
 }

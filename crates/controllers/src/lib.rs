@@ -18,6 +18,9 @@ use maestro_apiserver::pki::Credentials;
 /// Start every in-server controller.
 pub fn start(registry: Arc<Registry>, credentials: &Credentials) {
     tokio::spawn(garbage_collector::run(registry.clone()));
-    tokio::spawn(namespaces::run(registry.clone(), credentials.ca_cert_pem.clone()));
+    tokio::spawn(namespaces::run(
+        registry.clone(),
+        credentials.ca_cert_pem.clone(),
+    ));
     tokio::spawn(crd_cleanup::run(registry));
 }

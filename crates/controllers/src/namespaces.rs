@@ -49,19 +49,29 @@ fn namespaced_resources(registry: &Registry) -> Vec<Arc<Resource>> {
 impl Namespaces {
     async fn ensure(&self, registry: &Registry, ns: &str) -> Result<(), String> {
         let create = |res: Arc<Resource>, body: Value| async move {
-            match registry.create(&res, Some(ns), body, &WriteOptions::default()).await {
+            match registry
+                .create(&res, Some(ns), body, &WriteOptions::default())
+                .await
+            {
                 Ok(_) => Ok(()),
                 Err(err) if err.code == 409 || err.code == 404 || err.code == 403 => Ok(()),
                 Err(err) => Err(err.message),
             }
         };
         let sa = builtin("serviceaccounts");
-        if registry.cache().get(&sa.info.key(Some(ns), "default")).is_none() {
+        if registry
+            .cache()
+            .get(&sa.info.key(Some(ns), "default"))
+            .is_none()
+        {
             create(sa, json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}})).await?;
         }
         let cm = builtin("configmaps");
         let data = json!({"ca.crt": self.ca_pem});
-        match registry.cache().get(&cm.info.key(Some(ns), ROOT_CA_CONFIGMAP)) {
+        match registry
+            .cache()
+            .get(&cm.info.key(Some(ns), ROOT_CA_CONFIGMAP))
+        {
             None => {
                 create(
                     cm,
@@ -73,11 +83,19 @@ impl Namespaces {
             }
             Some((existing, _)) if existing.value().get("data") != Some(&data) => {
                 let result = registry
-                    .read_modify_write(&cm, Some(ns), ROOT_CA_CONFIGMAP, None, &WriteOptions::default(), |current| {
-                        let mut next = current.clone();
-                        next["data"] = data.clone();
-                        Ok(next)
-                    }, None)
+                    .read_modify_write(
+                        &cm,
+                        Some(ns),
+                        ROOT_CA_CONFIGMAP,
+                        None,
+                        &WriteOptions::default(),
+                        |current| {
+                            let mut next = current.clone();
+                            next["data"] = data.clone();
+                            Ok(next)
+                        },
+                        None,
+                    )
                     .await;
                 result.map(|_| ()).map_err(|e| e.message)?;
             }
@@ -123,14 +141,18 @@ impl Reconciler for Namespaces {
             }
             return vec![event.key.clone()];
         }
-        let Some(ns) = event.object.namespace.clone() else { return vec![] };
+        let Some(ns) = event.object.namespace.clone() else {
+            return vec![];
+        };
         let system_object = match key_resource(&event.key) {
             Some(("", "serviceaccounts")) => event.object.name == "default",
             Some(("", "configmaps")) => event.object.name == ROOT_CA_CONFIGMAP,
             _ => false,
         };
         let gone = event.kind == CacheEventKind::Deleted;
-        if (gone && self.terminating.contains(&ns)) || (system_object && (gone || event.kind == CacheEventKind::Modified)) {
+        if (gone && self.terminating.contains(&ns))
+            || (system_object && (gone || event.kind == CacheEventKind::Modified))
+        {
             return vec![namespaces().info.key(None, &ns)];
         }
         vec![]
@@ -147,7 +169,9 @@ impl Reconciler for Namespaces {
         key: &'a str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
-            let Some((stored, _)) = registry.cache().get(key) else { return Ok(()) };
+            let Some((stored, _)) = registry.cache().get(key) else {
+                return Ok(());
+            };
             let obj = stored.value();
             let name = stored.name.clone();
             if meta::deletion_timestamp(&obj).is_none() {
@@ -159,13 +183,24 @@ impl Reconciler for Namespaces {
             }
             let res = namespaces();
             let result = registry
-                .read_modify_write(&res, None, &name, None, &WriteOptions::default(), |current| {
-                    let mut next = current.clone();
-                    if let Some(list) = next.pointer_mut("/spec/finalizers").and_then(Value::as_array_mut) {
-                        list.retain(|f| f != "kubernetes");
-                    }
-                    Ok(next)
-                }, None)
+                .read_modify_write(
+                    &res,
+                    None,
+                    &name,
+                    None,
+                    &WriteOptions::default(),
+                    |current| {
+                        let mut next = current.clone();
+                        if let Some(list) = next
+                            .pointer_mut("/spec/finalizers")
+                            .and_then(Value::as_array_mut)
+                        {
+                            list.retain(|f| f != "kubernetes");
+                        }
+                        Ok(next)
+                    },
+                    None,
+                )
                 .await;
             match result {
                 Ok(_) => Ok(()),

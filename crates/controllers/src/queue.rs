@@ -28,7 +28,12 @@ pub trait Reconciler: Send + 'static {
 }
 
 /// Run `reconciler` over events under `prefix` forever.
-pub async fn run(registry: Arc<Registry>, prefix: &str, mut reconciler: impl Reconciler, resync: Duration) {
+pub async fn run(
+    registry: Arc<Registry>,
+    prefix: &str,
+    mut reconciler: impl Reconciler,
+    resync: Duration,
+) {
     let mut dirty: BTreeSet<String> = BTreeSet::new();
     let mut ticker = tokio::time::interval(resync);
     let mut retry = tokio::time::interval(RETRY_DELAY);

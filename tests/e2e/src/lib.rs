@@ -15,14 +15,18 @@ pub fn maestro_bin() -> PathBuf {
         return PathBuf::from(path);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
     for profile in ["debug", "release"] {
         let candidate = target.join(profile).join("maestro");
         if candidate.exists() {
             return candidate;
         }
     }
-    panic!("maestro binary not found: build it first (cargo build --bin maestro) or set MAESTRO_BIN");
+    panic!(
+        "maestro binary not found: build it first (cargo build --bin maestro) or set MAESTRO_BIN"
+    );
 }
 
 /// A free TCP port on loopback.
@@ -45,22 +49,33 @@ impl Kubectl {
     pub fn v1_33() -> Kubectl {
         let on_path = which("kubectl").expect("kubectl is on PATH");
         let real = std::fs::canonicalize(&on_path).unwrap_or(on_path);
-        let path = real.parent().expect("kubectl has a folder").join("kubectl.1.33");
+        let path = real
+            .parent()
+            .expect("kubectl has a folder")
+            .join("kubectl.1.33");
         assert!(path.exists(), "{} is missing", path.display());
-        Kubectl { path, version: "1.33".into() }
+        Kubectl {
+            path,
+            version: "1.33".into(),
+        }
     }
 
     /// kubectl 1.34, fetched by `scripts/fetch-kubectl-1.34` into `$KUBECTL_1_34` or .tmp/tools.
     pub fn v1_34() -> Kubectl {
-        let path = std::env::var("KUBECTL_1_34").map(PathBuf::from).unwrap_or_else(|_| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tmp/tools/kubectl-1.34")
-        });
+        let path = std::env::var("KUBECTL_1_34")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tmp/tools/kubectl-1.34")
+            });
         assert!(
             path.exists(),
             "kubectl 1.34 not found at {}: run scripts/fetch-kubectl-1.34 or set KUBECTL_1_34",
             path.display()
         );
-        Kubectl { path, version: "1.34".into() }
+        Kubectl {
+            path,
+            version: "1.34".into(),
+        }
     }
 }
 
@@ -89,7 +104,10 @@ impl Cluster {
     }
 
     pub fn start_with(kubectl: Kubectl, extra_args: &[&str]) -> Cluster {
-        let dir = tempfile::Builder::new().prefix("maestro-e2e-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("maestro-e2e-")
+            .tempdir()
+            .expect("temp dir");
         let mut cluster = Cluster {
             child: None,
             dir,
@@ -135,7 +153,10 @@ impl Cluster {
     }
 
     pub fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.data_dir().join("admin.token")).expect("admin token").trim().to_string()
+        std::fs::read_to_string(self.data_dir().join("admin.token"))
+            .expect("admin token")
+            .trim()
+            .to_string()
     }
 
     pub fn log(&self) -> String {
@@ -182,7 +203,12 @@ impl Cluster {
         let mut child = cmd.spawn().expect("spawning kubectl");
         if let Some(input) = stdin {
             use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("writing stdin");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("writing stdin");
         }
         child.wait_with_output().expect("waiting for kubectl")
     }
@@ -226,7 +252,8 @@ impl Cluster {
         let mut full: Vec<&str> = args.to_vec();
         full.extend(["-o", "json"]);
         let out = self.ok(&full);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl output is not JSON ({e}): {out}"))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("kubectl output is not JSON ({e}): {out}"))
     }
 
     /// Stop the server with SIGKILL (no chance to flush anything).

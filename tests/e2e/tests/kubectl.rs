@@ -35,7 +35,17 @@ spec:
 fn names(list: &Value) -> Vec<String> {
     list["items"]
         .as_array()
-        .map(|items| items.iter().map(|i| i["metadata"]["name"].as_str().unwrap_or_default().to_string()).collect())
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| {
+                    i["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -45,12 +55,34 @@ fn exists(c: &Cluster, args: &[&str]) -> bool {
 
 pub fn discovery(c: &Cluster) {
     let resources = c.ok(&["api-resources"]);
-    for expected in ["deployments", "deploy", "apps/v1", "horizontalpodautoscalers", "customresourcedefinitions", "networkpolicies", "leases"] {
-        assert!(resources.contains(expected), "api-resources lacks {expected}:\n{resources}");
+    for expected in [
+        "deployments",
+        "deploy",
+        "apps/v1",
+        "horizontalpodautoscalers",
+        "customresourcedefinitions",
+        "networkpolicies",
+        "leases",
+    ] {
+        assert!(
+            resources.contains(expected),
+            "api-resources lacks {expected}:\n{resources}"
+        );
     }
     let versions = c.ok(&["api-versions"]);
-    for expected in ["v1", "apps/v1", "batch/v1", "autoscaling/v1", "autoscaling/v2", "policy/v1", "rbac.authorization.k8s.io/v1"] {
-        assert!(versions.lines().any(|l| l == expected), "api-versions lacks {expected}:\n{versions}");
+    for expected in [
+        "v1",
+        "apps/v1",
+        "batch/v1",
+        "autoscaling/v1",
+        "autoscaling/v2",
+        "policy/v1",
+        "rbac.authorization.k8s.io/v1",
+    ] {
+        assert!(
+            versions.lines().any(|l| l == expected),
+            "api-versions lacks {expected}:\n{versions}"
+        );
     }
     let namespaced = c.ok(&["api-resources", "--namespaced=false", "-o", "name"]);
     assert!(namespaced.lines().any(|l| l == "namespaces"));
@@ -60,31 +92,57 @@ pub fn discovery(c: &Cluster) {
 }
 
 pub fn apply_three_way(c: &Cluster) {
-    assert!(c.ok_stdin(&["apply", "-f", "-"], Some(DEPLOYMENT)).contains("deployment.apps/web created"));
+    assert!(
+        c.ok_stdin(&["apply", "-f", "-"], Some(DEPLOYMENT))
+            .contains("deployment.apps/web created")
+    );
     let d = c.json(&["get", "deployment", "web"]);
     assert_eq!(d["metadata"]["generation"], 1);
-    assert_eq!(d["spec"]["template"]["spec"]["containers"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     // Applying the same manifest again changes nothing.
-    assert!(c.ok_stdin(&["apply", "-f", "-"], Some(DEPLOYMENT)).contains("unchanged"));
+    assert!(
+        c.ok_stdin(&["apply", "-f", "-"], Some(DEPLOYMENT))
+            .contains("unchanged")
+    );
     // Remove the sidecar and an env var, change the image.
     let changed = DEPLOYMENT
         .replace("registry.local/web:1", "registry.local/web:2")
         .replace("        - {name: DEBUG, value: \"0\"}\n", "")
-        .replace("      - name: sidecar\n        image: registry.local/proxy:1\n", "");
-    assert!(c.ok_stdin(&["apply", "-f", "-"], Some(&changed)).contains("configured"));
+        .replace(
+            "      - name: sidecar\n        image: registry.local/proxy:1\n",
+            "",
+        );
+    assert!(
+        c.ok_stdin(&["apply", "-f", "-"], Some(&changed))
+            .contains("configured")
+    );
     let d = c.json(&["get", "deployment", "web"]);
-    let containers = d["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    let containers = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
     assert_eq!(containers.len(), 1, "{containers:?}");
     assert_eq!(containers[0]["image"], "registry.local/web:2");
     let env = containers[0]["env"].as_array().unwrap();
     assert_eq!(env.len(), 1);
     assert_eq!(env[0]["name"], "MODE");
-    assert_eq!(containers[0]["ports"][0]["containerPort"], 8080, "fields not in the patch are kept");
+    assert_eq!(
+        containers[0]["ports"][0]["containerPort"], 8080,
+        "fields not in the patch are kept"
+    );
     assert_eq!(d["metadata"]["generation"], 2);
     // A change made outside apply survives the next apply (three-way merge).
     c.ok(&["label", "deployment", "web", "owner=ops"]);
     c.ok_stdin(&["apply", "-f", "-"], Some(&changed));
-    assert_eq!(c.json(&["get", "deployment", "web"])["metadata"]["labels"]["owner"], "ops");
+    assert_eq!(
+        c.json(&["get", "deployment", "web"])["metadata"]["labels"]["owner"],
+        "ops"
+    );
 }
 
 pub fn get_outputs(c: &Cluster) {
@@ -96,12 +154,19 @@ pub fn get_outputs(c: &Cluster) {
     }
     assert!(!header.contains("CONTAINERS"));
     let wide = c.ok(&["get", "deployments", "-o", "wide"]);
-    assert!(wide.lines().next().unwrap().contains("CONTAINERS"), "{wide}");
+    assert!(
+        wide.lines().next().unwrap().contains("CONTAINERS"),
+        "{wide}"
+    );
     assert!(wide.contains("app,sidecar"), "{wide}");
     let yaml = c.ok(&["get", "deployment", "web", "-o", "yaml"]);
     let parsed: Value = serde_yaml::from_str(&yaml).unwrap();
     assert_eq!(parsed["kind"], "Deployment");
-    assert!(parsed["metadata"]["resourceVersion"].as_str().is_some_and(|rv| !rv.is_empty()));
+    assert!(
+        parsed["metadata"]["resourceVersion"]
+            .as_str()
+            .is_some_and(|rv| !rv.is_empty())
+    );
     let name = c.ok(&["get", "deploy", "-o", "name"]);
     assert_eq!(name.trim(), "deployment.apps/web");
     let all = c.ok(&["get", "all"]);
@@ -116,7 +181,12 @@ pub fn get_outputs(c: &Cluster) {
     assert_eq!(names(&selected), vec!["web"]);
     let none = c.json(&["get", "deployments", "-l", "!app"]);
     assert!(names(&none).is_empty());
-    let by_field = c.json(&["get", "deployments", "--field-selector", "metadata.name=web"]);
+    let by_field = c.json(&[
+        "get",
+        "deployments",
+        "--field-selector",
+        "metadata.name=web",
+    ]);
     assert_eq!(names(&by_field), vec!["web"]);
     let bad = c.fails(&["get", "pods", "--field-selector", "spec.bogus=1"], None);
     assert!(bad.contains("field label not supported"), "{bad}");
@@ -125,34 +195,61 @@ pub fn get_outputs(c: &Cluster) {
 pub fn watch(c: &Cluster) {
     let mut child = Command::new(&c.kubectl.path)
         .env("KUBECONFIG", c.kubeconfig())
-        .args(["--cache-dir", c.dir.path().join("watch-cache").to_str().unwrap()])
-        .args(["get", "configmaps", "-w", "--output-watch-events", "-o", "json"])
+        .args([
+            "--cache-dir",
+            c.dir.path().join("watch-cache").to_str().unwrap(),
+        ])
+        .args([
+            "get",
+            "configmaps",
+            "-w",
+            "--output-watch-events",
+            "-o",
+            "json",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
     c.ok(&["create", "configmap", "watched", "--from-literal=v=1"]);
-    c.ok(&["patch", "configmap", "watched", "--type=merge", "-p", r#"{"data":{"v":"2"}}"#]);
+    c.ok(&[
+        "patch",
+        "configmap",
+        "watched",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"v":"2"}}"#,
+    ]);
     c.ok(&["delete", "configmap", "watched"]);
     std::thread::sleep(Duration::from_millis(800));
     let _ = child.kill();
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     let _ = child.wait();
     let events: Vec<(String, String, String)> = serde_json::Deserializer::from_str(&out)
         .into_iter::<Value>()
         .map(|e| e.expect("kubectl prints JSON events"))
         .map(|e| {
             let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-            (s(&e["type"]), s(&e["object"]["metadata"]["name"]), s(&e["object"]["data"]["v"]))
+            (
+                s(&e["type"]),
+                s(&e["object"]["metadata"]["name"]),
+                s(&e["object"]["data"]["v"]),
+            )
         })
         .filter(|(_, name, _)| name == "watched")
         .collect();
-    let expected: Vec<(String, String, String)> = [("ADDED", "1"), ("MODIFIED", "2"), ("DELETED", "2")]
-        .iter()
-        .map(|(t, v)| (t.to_string(), "watched".to_string(), v.to_string()))
-        .collect();
+    let expected: Vec<(String, String, String)> =
+        [("ADDED", "1"), ("MODIFIED", "2"), ("DELETED", "2")]
+            .iter()
+            .map(|(t, v)| (t.to_string(), "watched".to_string(), v.to_string()))
+            .collect();
     assert_eq!(events, expected, "{out}");
 }
 
@@ -176,25 +273,64 @@ pub fn patches(c: &Cluster) {
     // Strategic merge: containers merge by name.
     c.ok(&["patch", "deployment", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"registry.local/proxy:2"}]}}}}"#]);
     let d = c.json(&["get", "deployment", "web"]);
-    let containers = d["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    let containers = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
     assert_eq!(containers.len(), 2);
     let sidecar = containers.iter().find(|c| c["name"] == "sidecar").unwrap();
     assert_eq!(sidecar["image"], "registry.local/proxy:2");
     // Strategic merge delete directive.
-    c.ok(&["patch", "deployment", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","$patch":"delete"}]}}}}"#]);
-    assert_eq!(c.json(&["get", "deployment", "web"])["spec"]["template"]["spec"]["containers"].as_array().unwrap().len(), 1);
+    c.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","$patch":"delete"}]}}}}"#,
+    ]);
+    assert_eq!(
+        c.json(&["get", "deployment", "web"])["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // Merge patch replaces lists.
-    c.ok(&["patch", "deployment", "web", "--type=merge", "-p", r#"{"metadata":{"labels":{"patched":"merge"}}}"#]);
+    c.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"patched":"merge"}}}"#,
+    ]);
     // JSON patch.
     c.ok(&["patch", "deployment", "web", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/replicas","value":4},{"op":"add","path":"/metadata/labels/json","value":"yes"}]"#]);
     let d = c.json(&["get", "deployment", "web"]);
     assert_eq!(d["spec"]["replicas"], 4);
     assert_eq!(d["metadata"]["labels"]["patched"], "merge");
     assert_eq!(d["metadata"]["labels"]["json"], "yes");
-    let failed = c.fails(&["patch", "deployment", "web", "--type=json", "-p", r#"[{"op":"test","path":"/spec/replicas","value":9}]"#], None);
+    let failed = c.fails(
+        &[
+            "patch",
+            "deployment",
+            "web",
+            "--type=json",
+            "-p",
+            r#"[{"op":"test","path":"/spec/replicas","value":9}]"#,
+        ],
+        None,
+    );
     assert!(!failed.is_empty());
     // Patch on status only touches status.
-    c.ok(&["patch", "deployment", "web", "--subresource=status", "--type=merge", "-p", r#"{"status":{"replicas":4,"readyReplicas":1}}"#]);
+    c.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":4,"readyReplicas":1}}"#,
+    ]);
     let d = c.json(&["get", "deployment", "web"]);
     assert_eq!(d["status"]["readyReplicas"], 1);
     assert_eq!(d["spec"]["replicas"], 4);
@@ -202,12 +338,28 @@ pub fn patches(c: &Cluster) {
 
 pub fn scale(c: &Cluster) {
     c.ok_stdin(&["apply", "-f", "-"], Some(DEPLOYMENT));
-    assert!(c.ok(&["scale", "deployment", "web", "--replicas=5"]).contains("scaled"));
+    assert!(
+        c.ok(&["scale", "deployment", "web", "--replicas=5"])
+            .contains("scaled")
+    );
     assert_eq!(c.json(&["get", "deployment", "web"])["spec"]["replicas"], 5);
-    let err = c.fails(&["scale", "deployment", "web", "--current-replicas=3", "--replicas=1"], None);
+    let err = c.fails(
+        &[
+            "scale",
+            "deployment",
+            "web",
+            "--current-replicas=3",
+            "--replicas=1",
+        ],
+        None,
+    );
     assert!(!err.is_empty());
     assert_eq!(c.json(&["get", "deployment", "web"])["spec"]["replicas"], 5);
-    let scale = c.ok(&["get", "--raw", "/apis/apps/v1/namespaces/default/deployments/web/scale"]);
+    let scale = c.ok(&[
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+    ]);
     let scale: Value = serde_json::from_str(&scale).unwrap();
     assert_eq!(scale["kind"], "Scale");
     assert_eq!(scale["status"]["selector"], "app=web");
@@ -227,7 +379,16 @@ fn owned_configmaps(c: &Cluster, owner: &str) {
 pub fn delete_cascades(c: &Cluster) {
     owned_configmaps(c, "bg");
     c.ok(&["delete", "configmap", "bg"]);
-    assert!(eventually(Duration::from_secs(10), || !exists(c, &["get", "configmap", "bg-child0"]) && !exists(c, &["get", "configmap", "bg-child1"])), "background cascade left dependents");
+    assert!(
+        eventually(Duration::from_secs(10), || !exists(
+            c,
+            &["get", "configmap", "bg-child0"]
+        ) && !exists(
+            c,
+            &["get", "configmap", "bg-child1"]
+        )),
+        "background cascade left dependents"
+    );
 
     owned_configmaps(c, "fg");
     c.ok(&["delete", "configmap", "fg", "--cascade=foreground"]);
@@ -239,9 +400,15 @@ pub fn delete_cascades(c: &Cluster) {
     c.ok(&["delete", "configmap", "or", "--cascade=orphan"]);
     assert!(!exists(c, &["get", "configmap", "or"]));
     let child = c.json(&["get", "configmap", "or-child0"]);
-    assert!(child["metadata"].get("ownerReferences").is_none(), "orphaned dependents lose the reference: {child}");
+    assert!(
+        child["metadata"].get("ownerReferences").is_none(),
+        "orphaned dependents lose the reference: {child}"
+    );
     std::thread::sleep(Duration::from_secs(1));
-    assert!(exists(c, &["get", "configmap", "or-child1"]), "orphans are kept");
+    assert!(
+        exists(c, &["get", "configmap", "or-child1"]),
+        "orphans are kept"
+    );
 }
 
 pub fn finalizers_and_wait(c: &Cluster) {
@@ -251,18 +418,37 @@ pub fn finalizers_and_wait(c: &Cluster) {
     assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held}");
     let waiter = Command::new(&c.kubectl.path)
         .env("KUBECONFIG", c.kubeconfig())
-        .args(["--cache-dir", c.dir.path().join("wait-cache").to_str().unwrap()])
+        .args([
+            "--cache-dir",
+            c.dir.path().join("wait-cache").to_str().unwrap(),
+        ])
         .args(["wait", "--for=delete", "configmap/held", "--timeout=20s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    c.ok(&["patch", "configmap", "held", "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#]);
+    c.ok(&[
+        "patch",
+        "configmap",
+        "held",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
     let out = waiter.wait_with_output().unwrap();
-    assert!(out.status.success(), "wait --for=delete: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "wait --for=delete: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     c.ok(&["create", "configmap", "ready", "--from-literal=state=on"]);
-    c.ok(&["wait", "--for=jsonpath={.data.state}=on", "configmap/ready", "--timeout=10s"]);
+    c.ok(&[
+        "wait",
+        "--for=jsonpath={.data.state}=on",
+        "configmap/ready",
+        "--timeout=10s",
+    ]);
 }
 
 pub fn explain(c: &Cluster) {
@@ -275,40 +461,113 @@ pub fn explain(c: &Cluster) {
 }
 
 pub fn create_generators(c: &Cluster) {
-    c.ok(&["create", "configmap", "gen-cm", "--from-literal=a=b", "--from-literal=empty="]);
+    c.ok(&[
+        "create",
+        "configmap",
+        "gen-cm",
+        "--from-literal=a=b",
+        "--from-literal=empty=",
+    ]);
     let cm = c.json(&["get", "configmap", "gen-cm"]);
     assert_eq!(cm["data"], serde_json::json!({"a": "b", "empty": ""}));
-    c.ok(&["create", "secret", "generic", "gen-secret", "--from-literal=user=admin"]);
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "gen-secret",
+        "--from-literal=user=admin",
+    ]);
     let secret = c.json(&["get", "secret", "gen-secret"]);
     assert_eq!(secret["data"]["user"], "YWRtaW4=");
     assert_eq!(secret["type"], "Opaque");
-    c.ok(&["create", "deployment", "gen-deploy", "--image=registry.local/app:1", "--replicas=3"]);
+    c.ok(&[
+        "create",
+        "deployment",
+        "gen-deploy",
+        "--image=registry.local/app:1",
+        "--replicas=3",
+    ]);
     let d = c.json(&["get", "deployment", "gen-deploy"]);
     assert_eq!(d["spec"]["replicas"], 3);
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "registry.local/app:1");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.local/app:1"
+    );
     c.ok(&["create", "namespace", "gen-ns"]);
-    assert!(eventually(Duration::from_secs(5), || exists(c, &["get", "serviceaccount", "default", "-n", "gen-ns"])));
-    assert!(exists(c, &["get", "configmap", "kube-root-ca.crt", "-n", "gen-ns"]));
+    assert!(eventually(Duration::from_secs(5), || exists(
+        c,
+        &["get", "serviceaccount", "default", "-n", "gen-ns"]
+    )));
+    assert!(exists(
+        c,
+        &["get", "configmap", "kube-root-ca.crt", "-n", "gen-ns"]
+    ));
     c.ok(&["create", "service", "clusterip", "gen-svc", "--tcp=80:8080"]);
     let svc = c.json(&["get", "service", "gen-svc"]);
     assert_eq!(svc["spec"]["ports"][0]["port"], 80);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
     c.ok(&["create", "job", "gen-job", "--image=registry.local/job:1"]);
-    c.ok(&["create", "cronjob", "gen-cron", "--image=registry.local/job:1", "--schedule=*/5 * * * *"]);
-    assert_eq!(c.json(&["get", "cronjob", "gen-cron"])["spec"]["schedule"], "*/5 * * * *");
+    c.ok(&[
+        "create",
+        "cronjob",
+        "gen-cron",
+        "--image=registry.local/job:1",
+        "--schedule=*/5 * * * *",
+    ]);
+    assert_eq!(
+        c.json(&["get", "cronjob", "gen-cron"])["spec"]["schedule"],
+        "*/5 * * * *"
+    );
     c.ok(&["create", "serviceaccount", "gen-sa"]);
-    c.ok(&["create", "quota", "gen-quota", "--hard=pods=2,requests.cpu=1"]);
-    assert_eq!(c.json(&["get", "quota", "gen-quota"])["spec"]["hard"]["pods"], "2");
+    c.ok(&[
+        "create",
+        "quota",
+        "gen-quota",
+        "--hard=pods=2,requests.cpu=1",
+    ]);
+    assert_eq!(
+        c.json(&["get", "quota", "gen-quota"])["spec"]["hard"]["pods"],
+        "2"
+    );
     c.ok(&["create", "priorityclass", "gen-pc", "--value=100"]);
-    c.ok(&["create", "poddisruptionbudget", "gen-pdb", "--selector=app=x", "--min-available=1"]);
-    c.ok(&["create", "ingress", "gen-ing", "--rule=example.com/api=gen-svc:80"]);
-    c.ok(&["create", "role", "gen-role", "--verb=get", "--resource=pods"]);
-    c.ok(&["create", "rolebinding", "gen-rb", "--role=gen-role", "--serviceaccount=default:gen-sa"]);
+    c.ok(&[
+        "create",
+        "poddisruptionbudget",
+        "gen-pdb",
+        "--selector=app=x",
+        "--min-available=1",
+    ]);
+    c.ok(&[
+        "create",
+        "ingress",
+        "gen-ing",
+        "--rule=example.com/api=gen-svc:80",
+    ]);
+    c.ok(&[
+        "create",
+        "role",
+        "gen-role",
+        "--verb=get",
+        "--resource=pods",
+    ]);
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "gen-rb",
+        "--role=gen-role",
+        "--serviceaccount=default:gen-sa",
+    ]);
     c.ok(&["run", "gen-pod", "--image=registry.local/app:1"]);
     let pod = c.json(&["get", "pod", "gen-pod"]);
     assert_eq!(pod["status"]["phase"], "Pending");
     // Server-side dry run stores nothing.
-    c.ok(&["create", "configmap", "dry", "--from-literal=a=b", "--dry-run=server"]);
+    c.ok(&[
+        "create",
+        "configmap",
+        "dry",
+        "--from-literal=a=b",
+        "--dry-run=server",
+    ]);
     assert!(!exists(c, &["get", "configmap", "dry"]));
 }
 
@@ -347,8 +606,16 @@ spec:
 
 pub fn custom_resources(c: &Cluster) {
     c.ok_stdin(&["apply", "-f", "-"], Some(CRD));
-    c.ok(&["wait", "--for=condition=established", "crd/widgets.example.com", "--timeout=10s"]);
-    c.ok_stdin(&["apply", "-f", "-"], Some("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3}\n"));
+    c.ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/widgets.example.com",
+        "--timeout=10s",
+    ]);
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        Some("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3}\n"),
+    );
     let w = c.json(&["get", "widget", "w1"]);
     assert_eq!(w["spec"]["color"], "red", "schema defaults apply");
     assert_eq!(w["metadata"]["generation"], 1);
@@ -356,34 +623,97 @@ pub fn custom_resources(c: &Cluster) {
     assert!(table.lines().next().unwrap().contains("SIZE"), "{table}");
     assert!(table.contains('3'), "{table}");
     let unknown = c.fails(&["apply", "-f", "-"], Some("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 1, shape: round}\n"));
-    assert!(unknown.contains("unknown field") && unknown.contains("spec.shape"), "{unknown}");
-    let invalid = c.fails(&["apply", "-f", "-"], Some("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w3}\nspec: {size: 0}\n"));
-    assert!(invalid.contains("spec.size") && invalid.contains("greater than or equal to 1"), "{invalid}");
-    c.ok(&["patch", "widget", "w1", "--type=merge", "-p", r#"{"spec":{"size":5}}"#]);
+    assert!(
+        unknown.contains("unknown field") && unknown.contains("spec.shape"),
+        "{unknown}"
+    );
+    let invalid = c.fails(
+        &["apply", "-f", "-"],
+        Some("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w3}\nspec: {size: 0}\n"),
+    );
+    assert!(
+        invalid.contains("spec.size") && invalid.contains("greater than or equal to 1"),
+        "{invalid}"
+    );
+    c.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":5}}"#,
+    ]);
     // Custom resources have no strategic merge patch: 415, as in Kubernetes.
-    let smp = c.fails(&["patch", "widget", "w1", "-p", r#"{"spec":{"color":"blue"}}"#], None);
-    assert!(smp.contains("application/strategic-merge-patch+json is not supported"), "{smp}");
-    c.ok(&["patch", "widget", "w1", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/color","value":"blue"}]"#]);
+    let smp = c.fails(
+        &[
+            "patch",
+            "widget",
+            "w1",
+            "-p",
+            r#"{"spec":{"color":"blue"}}"#,
+        ],
+        None,
+    );
+    assert!(
+        smp.contains("application/strategic-merge-patch+json is not supported"),
+        "{smp}"
+    );
+    c.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/color","value":"blue"}]"#,
+    ]);
     let w = c.json(&["get", "widget", "w1"]);
-    assert_eq!((w["spec"]["size"].as_i64(), w["spec"]["color"].as_str()), (Some(5), Some("blue")));
+    assert_eq!(
+        (w["spec"]["size"].as_i64(), w["spec"]["color"].as_str()),
+        (Some(5), Some("blue"))
+    );
     assert_eq!(w["metadata"]["generation"], 3);
-    c.ok(&["patch", "widget", "w1", "--subresource=status", "--type=merge", "-p", r#"{"status":{"phase":"Ready"}}"#]);
+    c.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Ready"}}"#,
+    ]);
     let w = c.json(&["get", "widget", "w1"]);
     assert_eq!(w["status"]["phase"], "Ready");
-    assert_eq!(w["metadata"]["generation"], 3, "status writes do not bump generation");
+    assert_eq!(
+        w["metadata"]["generation"], 3,
+        "status writes do not bump generation"
+    );
     let explained = c.ok(&["explain", "widgets.spec"]);
     assert!(explained.contains("size"), "{explained}");
     c.ok(&["delete", "crd", "widgets.example.com"]);
-    assert!(eventually(Duration::from_secs(10), || !c.ok(&["api-resources"]).contains("widgets")));
+    assert!(eventually(Duration::from_secs(10), || !c
+        .ok(&["api-resources"])
+        .contains("widgets")));
 }
 
 pub fn bad_input(c: &Cluster) {
-    let unknown = c.fails(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: strict}\nbogus: 1\n"));
+    let unknown = c.fails(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: strict}\nbogus: 1\n"),
+    );
     assert!(unknown.contains("unknown field \"bogus\""), "{unknown}");
     assert!(!exists(c, &["get", "configmap", "strict"]));
-    let invalid_name = c.fails(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Not_Valid}\n"));
-    assert!(invalid_name.contains("is invalid") && invalid_name.contains("metadata.name"), "{invalid_name}");
-    let bad_label = c.fails(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lbl, labels: {\"a b\": c}}\n"));
+    let invalid_name = c.fails(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Not_Valid}\n"),
+    );
+    assert!(
+        invalid_name.contains("is invalid") && invalid_name.contains("metadata.name"),
+        "{invalid_name}"
+    );
+    let bad_label = c.fails(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lbl, labels: {\"a b\": c}}\n"),
+    );
     assert!(bad_label.contains("metadata.labels"), "{bad_label}");
     // Immutable selector.
     c.ok_stdin(&["apply", "-f", "-"], Some(DEPLOYMENT));
@@ -395,11 +725,35 @@ pub fn bad_input(c: &Cluster) {
     let mut stale = d.clone();
     stale["spec"]["replicas"] = serde_json::json!(7);
     let conflict = c.fails(&["replace", "-f", "-"], Some(&stale.to_string()));
-    assert!(conflict.contains("the object has been modified"), "{conflict}");
+    assert!(
+        conflict.contains("the object has been modified"),
+        "{conflict}"
+    );
     // Wrong kind for the endpoint is refused by the server, nothing is written.
-    let wrong = c.fails(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", "-"], Some(r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#));
-    assert!(wrong.contains("does not match the expected kind"), "{wrong}");
-    let malformed = c.fails(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", "-"], Some("{not json"));
+    let wrong = c.fails(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            "-",
+        ],
+        Some(r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#),
+    );
+    assert!(
+        wrong.contains("does not match the expected kind"),
+        "{wrong}"
+    );
+    let malformed = c.fails(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            "-",
+        ],
+        Some("{not json"),
+    );
     assert!(!malformed.is_empty());
     assert!(!exists(c, &["get", "configmap", "x"]));
     // The server keeps serving.
@@ -407,37 +761,94 @@ pub fn bad_input(c: &Cluster) {
 }
 
 pub fn namespace_lifecycle(c: &Cluster) {
-    c.ok_stdin(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: doomed}\n"));
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: doomed}\n"),
+    );
     c.ok(&["create", "configmap", "inside", "-n", "doomed"]);
     c.ok_stdin(&["apply", "-n", "doomed", "-f", "-"], Some(DEPLOYMENT));
     c.ok_stdin(&["apply", "-n", "doomed", "-f", "-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: blocker\n  finalizers: [example.com/block]\n"));
     c.ok(&["delete", "namespace", "doomed", "--wait=false"]);
-    assert!(eventually(Duration::from_secs(10), || c.json(&["get", "namespace", "doomed"])["status"]["phase"] == "Terminating"));
+    assert!(eventually(Duration::from_secs(10), || c.json(&[
+        "get",
+        "namespace",
+        "doomed"
+    ])["status"]["phase"]
+        == "Terminating"));
     let refused = c.fails(&["create", "configmap", "late", "-n", "doomed"], None);
     assert!(refused.contains("being terminated"), "{refused}");
-    assert!(eventually(Duration::from_secs(10), || !exists(c, &["get", "deployment", "web", "-n", "doomed"])));
-    assert!(exists(c, &["get", "namespace", "doomed"]), "a finalizer holds the namespace");
-    c.ok(&["patch", "configmap", "blocker", "-n", "doomed", "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#]);
-    assert!(eventually(Duration::from_secs(10), || !exists(c, &["get", "namespace", "doomed"])), "namespace should be gone");
+    assert!(eventually(Duration::from_secs(10), || !exists(
+        c,
+        &["get", "deployment", "web", "-n", "doomed"]
+    )));
+    assert!(
+        exists(c, &["get", "namespace", "doomed"]),
+        "a finalizer holds the namespace"
+    );
+    c.ok(&[
+        "patch",
+        "configmap",
+        "blocker",
+        "-n",
+        "doomed",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    assert!(
+        eventually(Duration::from_secs(10), || !exists(
+            c,
+            &["get", "namespace", "doomed"]
+        )),
+        "namespace should be gone"
+    );
 }
 
 pub fn server_side_apply(c: &Cluster) {
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: \"1\", b: \"2\"}\n";
     c.ok_stdin(&["apply", "--server-side", "-f", "-"], Some(cm));
-    c.ok_stdin(&["apply", "--server-side", "-f", "-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: \"1\"}\n"));
+    c.ok_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: \"1\"}\n"),
+    );
     let live = c.json(&["get", "configmap", "ssa"]);
-    assert_eq!(live["data"], serde_json::json!({"a": "1"}), "fields no longer applied are removed");
-    let conflict = c.fails(&["apply", "--server-side", "--field-manager=other", "-f", "-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: \"9\"}\n"));
+    assert_eq!(
+        live["data"],
+        serde_json::json!({"a": "1"}),
+        "fields no longer applied are removed"
+    );
+    let conflict = c.fails(
+        &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: \"9\"}\n"),
+    );
     assert!(conflict.contains("conflict"), "{conflict}");
-    c.ok_stdin(&["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", "-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: \"9\"}\n"));
+    c.ok_stdin(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: \"9\"}\n"),
+    );
     assert_eq!(c.json(&["get", "configmap", "ssa"])["data"]["a"], "9");
 }
 
 pub fn generate_name(c: &Cluster) {
-    let out = c.ok_stdin(&["create", "-f", "-", "-o", "name"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: job-}\n"));
+    let out = c.ok_stdin(
+        &["create", "-f", "-", "-o", "name"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: job-}\n"),
+    );
     let name = out.trim().trim_start_matches("configmap/");
     assert!(name.starts_with("job-") && name.len() == 9, "{name}");
-    assert!(name[4..].chars().all(|ch| "bcdfghjklmnpqrstvwxz2456789".contains(ch)), "{name}");
+    assert!(
+        name[4..]
+            .chars()
+            .all(|ch| "bcdfghjklmnpqrstvwxz2456789".contains(ch)),
+        "{name}"
+    );
 }
 
 macro_rules! kubectl_suite {
