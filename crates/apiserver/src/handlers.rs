@@ -107,7 +107,7 @@ pub async fn serve(
     match (method, path.name.as_deref(), sub) {
         (Method::GET, None, None) => {
             if query.flag("watch") || path.watch_prefix {
-                watch::serve(registry.clone(), res, ns.map(str::to_string), &query, how)
+                watch::serve(registry.clone(), res, ns.map(str::to_string), &query, how).await
             } else {
                 list(registry, &res, ns, &query, how).await
             }
@@ -116,7 +116,7 @@ pub async fn serve(
             if query.flag("watch") || path.watch_prefix {
                 let mut q = query.clone();
                 q.0.insert("fieldSelector".into(), format!("metadata.name={name}"));
-                return watch::serve(registry.clone(), res, ns.map(str::to_string), &q, how);
+                return watch::serve(registry.clone(), res, ns.map(str::to_string), &q, how).await;
             }
             let obj = registry.get(&res, ns, name).await?;
             Ok(render_object(&res, &obj, how, 200))

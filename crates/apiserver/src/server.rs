@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -186,25 +186,31 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Body> 
     response
 }
 
+/// Bodies larger than this are not even drained: the connection is dropped.
+const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
+
 async fn collect(req: Request<Incoming>) -> Result<Request<Bytes>, ApiError> {
-    let (parts, body) = req.into_parts();
-    let bytes = Limited::new(body, MAX_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|err| {
-            if err
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                ApiError::too_large(format!(
-                    "the request body exceeds the limit of {MAX_BODY_BYTES} bytes"
-                ))
-            } else {
-                ApiError::bad_request(format!("reading the request body: {err}"))
-            }
-        })?
-        .to_bytes();
-    Ok(Request::from_parts(parts, bytes))
+    let (parts, mut body) = req.into_parts();
+    let mut bytes = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| ApiError::bad_request(format!("reading the request body: {err}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        total += data.len();
+        // Past the limit the rest is read and dropped, so that HTTP/1.1 clients still read the
+        // 413 instead of a connection reset.
+        if total <= MAX_BODY_BYTES {
+            bytes.extend_from_slice(&data);
+        } else if total > MAX_DRAINED_BYTES {
+            break;
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(ApiError::too_large(format!(
+            "the request body exceeds the limit of {MAX_BODY_BYTES} bytes"
+        )));
+    }
+    Ok(Request::from_parts(parts, Bytes::from(bytes)))
 }
 
 fn accept(req: &Request<Bytes>) -> Option<&str> {

@@ -51,7 +51,7 @@ fn selected(obj: &StoredObject, opts: &ListOptions) -> bool {
 }
 
 /// Serve a watch request.
-pub fn serve(
+pub async fn serve(
     registry: Arc<Registry>,
     res: Arc<Resource>,
     namespace: Option<String>,
@@ -98,6 +98,8 @@ pub fn serve(
         http::HeaderValue::from_static("chunked"),
     );
 
+    // Start from a snapshot that holds every acknowledged write, as a consistent list would.
+    registry.cache().fresh().await.map_err(|e| ApiError::internal(e.to_string()))?;
     let mut watch = match registry.watch(&res, namespace.as_deref(), &opts, from) {
         Ok(w) => w,
         Err(err) if err.code == 410 => {

@@ -9,24 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-/// The maestro binary under test: `$MAESTRO_BIN`, or the workspace's debug/release build.
-pub fn maestro_bin() -> PathBuf {
-    if let Ok(path) = std::env::var("MAESTRO_BIN") {
-        return PathBuf::from(path);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
-    for profile in ["debug", "release"] {
-        let candidate = target.join(profile).join("maestro");
-        if candidate.exists() {
-            return candidate;
-        }
-    }
-    panic!(
-        "maestro binary not found: build it first (cargo build --bin maestro) or set MAESTRO_BIN"
-    );
+/// The suites live in the `maestro` package, so cargo builds the binary before running them and
+/// names it in `CARGO_BIN_EXE_maestro`; each suite passes that path to [`Cluster::start`].
+fn check_binary(path: &Path) -> PathBuf {
+    assert!(path.exists(), "maestro binary not found at {}", path.display());
+    path.to_path_buf()
 }
 
 /// A free TCP port on loopback.
@@ -90,6 +77,7 @@ fn which(name: &str) -> Option<PathBuf> {
 /// A running maestro server owned by the test.
 #[derive(Debug)]
 pub struct Cluster {
+    binary: PathBuf,
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub port: u16,
@@ -98,17 +86,18 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Start a control plane (no node agent) and wait until it is ready.
-    pub fn start(kubectl: Kubectl) -> Cluster {
-        Self::start_with(kubectl, &[])
+    /// Start a control plane (no node agent) from `binary` and wait until it is ready.
+    pub fn start(binary: &str, kubectl: Kubectl) -> Cluster {
+        Self::start_with(binary, kubectl, &[])
     }
 
-    pub fn start_with(kubectl: Kubectl, extra_args: &[&str]) -> Cluster {
+    pub fn start_with(binary: &str, kubectl: Kubectl, extra_args: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("maestro-e2e-")
             .tempdir()
             .expect("temp dir");
         let mut cluster = Cluster {
+            binary: check_binary(Path::new(binary)),
             child: None,
             dir,
             port: free_port(),
@@ -124,7 +113,7 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(self.dir.path().join("server.log"))?;
-        let child = Command::new(maestro_bin())
+        let child = Command::new(&self.binary)
             .arg("server")
             .arg("--data-dir")
             .arg(self.data_dir())

@@ -857,7 +857,7 @@ macro_rules! kubectl_suite {
             use super::*;
 
             fn cluster() -> Cluster {
-                Cluster::start($kubectl)
+                Cluster::start(env!("CARGO_BIN_EXE_maestro"), $kubectl)
             }
 
             #[test]
