@@ -64,17 +64,39 @@ async fn acknowledged_creates_survive_sigkill() {
         let pid = cluster.pid().expect("server running");
         cluster.kill9();
         let acknowledged = writer.await.unwrap();
-        assert!(acknowledged.len() > 50, "round {round}: the storm barely wrote ({}) before pid {pid} was killed", acknowledged.len());
+        assert!(
+            acknowledged.len() > 50,
+            "round {round}: the storm barely wrote ({}) before pid {pid} was killed",
+            acknowledged.len()
+        );
         all_acknowledged.extend(acknowledged);
         cluster.restart();
         let api: Api<ConfigMap> = Api::namespaced(client(&cluster).await, "default");
         let stored = api.list(&ListParams::default()).await.unwrap();
-        let names: BTreeSet<String> = stored.items.iter().filter_map(|c| c.metadata.name.clone()).collect();
+        let names: BTreeSet<String> = stored
+            .items
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect();
         let lost: Vec<&String> = all_acknowledged.difference(&names).collect();
-        assert!(lost.is_empty(), "round {round}: {} acknowledged creates lost after SIGKILL, e.g. {:?}", lost.len(), lost.iter().take(5).collect::<Vec<_>>());
-        for cm in stored.items.iter().filter(|c| c.metadata.name.as_deref() != Some("kube-root-ca.crt")) {
+        assert!(
+            lost.is_empty(),
+            "round {round}: {} acknowledged creates lost after SIGKILL, e.g. {:?}",
+            lost.len(),
+            lost.iter().take(5).collect::<Vec<_>>()
+        );
+        for cm in stored
+            .items
+            .iter()
+            .filter(|c| c.metadata.name.as_deref() != Some("kube-root-ca.crt"))
+        {
             let data = cm.data.as_ref().expect("stored objects are whole");
-            assert_eq!(data.get("payload").map(String::len), Some(512), "torn object {:?}", cm.metadata.name);
+            assert_eq!(
+                data.get("payload").map(String::len),
+                Some(512),
+                "torn object {:?}",
+                cm.metadata.name
+            );
         }
     }
 }

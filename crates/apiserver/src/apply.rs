@@ -69,6 +69,12 @@ pub fn field_set(config: &Value, path: &mut Vec<String>, keys: ListKeys<'_>) -> 
                 _ => json!({}),
             };
             path.pop();
+            // Only labels, annotations, finalizers and ownerReferences of metadata are owned:
+            // a metadata holding nothing else owns nothing.
+            if path.is_empty() && k == "metadata" && child.as_object().is_some_and(|m| m.is_empty())
+            {
+                continue;
+            }
             set.insert(format!("f:{k}"), child);
         }
     }

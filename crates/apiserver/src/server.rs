@@ -194,8 +194,11 @@ async fn collect(req: Request<Incoming>) -> Result<Request<Bytes>, ApiError> {
     let mut bytes = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|err| ApiError::bad_request(format!("reading the request body: {err}")))?;
-        let Ok(data) = frame.into_data() else { continue };
+        let frame = frame
+            .map_err(|err| ApiError::bad_request(format!("reading the request body: {err}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         total += data.len();
         // Past the limit the rest is read and dropped, so that HTTP/1.1 clients still read the
         // 413 instead of a connection reset.

@@ -99,7 +99,11 @@ pub async fn serve(
     );
 
     // Start from a snapshot that holds every acknowledged write, as a consistent list would.
-    registry.cache().fresh().await.map_err(|e| ApiError::internal(e.to_string()))?;
+    registry
+        .cache()
+        .fresh()
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let mut watch = match registry.watch(&res, namespace.as_deref(), &opts, from) {
         Ok(w) => w,
         Err(err) if err.code == 410 => {

@@ -12,7 +12,11 @@ use anyhow::{Context, bail};
 /// The suites live in the `maestro` package, so cargo builds the binary before running them and
 /// names it in `CARGO_BIN_EXE_maestro`; each suite passes that path to [`Cluster::start`].
 fn check_binary(path: &Path) -> PathBuf {
-    assert!(path.exists(), "maestro binary not found at {}", path.display());
+    assert!(
+        path.exists(),
+        "maestro binary not found at {}",
+        path.display()
+    );
     path.to_path_buf()
 }
 
