@@ -56,6 +56,11 @@ macro_rules! typed_kinds {
             }
         }
 
+        /// Every (group, version, kind) with a typed decoder.
+        pub fn typed_kinds() -> &'static [(&'static str, &'static str, &'static str)] {
+            &[$( ($group, $version, $kind), )*]
+        }
+
         /// The OpenAPI definition name of a built-in kind (`io.k8s.api.core.v1.Pod`).
         pub fn definition_name(group: &str, version: &str, kind: &str) -> Option<String> {
             match (group, version, kind) {

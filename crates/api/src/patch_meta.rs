@@ -17,9 +17,7 @@
 
 use std::sync::OnceLock;
 
-use k8s_openapi::api;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
-use schemars::{JsonSchema, SchemaGenerator};
+use schemars::SchemaGenerator;
 use serde_json::{Map, Value};
 
 /// How a field takes a strategic merge patch (`x-kubernetes-patch-strategy`).
@@ -913,63 +911,18 @@ fn graph() -> &'static Graph {
     GRAPH.get_or_init(build_graph)
 }
 
-macro_rules! root_kinds {
-    ($( ($group:literal, $version:literal, $kind:literal, $ty:ty) ),* $(,)?) => {
-        /// Generates the schemas of every root kind into `generator`; returns each kind with the
-        /// name of its definition.
-        fn generate_roots(
-            generator: &mut SchemaGenerator,
-        ) -> Vec<(&'static str, &'static str, &'static str, String)> {
-            vec![$({
-                generator.subschema_for::<$ty>();
-                ($group, $version, $kind, <$ty as JsonSchema>::schema_name().into_owned())
-            }),*]
-        }
-    };
-}
-
-// The typed kinds of `codec`, plus the list-less subresource kinds they serve.
-root_kinds! {
-    ("", "v1", "Namespace", api::core::v1::Namespace),
-    ("", "v1", "Pod", api::core::v1::Pod),
-    ("", "v1", "Service", api::core::v1::Service),
-    ("", "v1", "Endpoints", api::core::v1::Endpoints),
-    ("", "v1", "ConfigMap", api::core::v1::ConfigMap),
-    ("", "v1", "Secret", api::core::v1::Secret),
-    ("", "v1", "ServiceAccount", api::core::v1::ServiceAccount),
-    ("", "v1", "Event", api::core::v1::Event),
-    ("", "v1", "Node", api::core::v1::Node),
-    ("", "v1", "PersistentVolume", api::core::v1::PersistentVolume),
-    ("", "v1", "PersistentVolumeClaim", api::core::v1::PersistentVolumeClaim),
-    ("", "v1", "LimitRange", api::core::v1::LimitRange),
-    ("", "v1", "ResourceQuota", api::core::v1::ResourceQuota),
-    ("", "v1", "PodTemplate", api::core::v1::PodTemplate),
-    ("", "v1", "Binding", api::core::v1::Binding),
-    ("apps", "v1", "Deployment", api::apps::v1::Deployment),
-    ("apps", "v1", "ReplicaSet", api::apps::v1::ReplicaSet),
-    ("apps", "v1", "StatefulSet", api::apps::v1::StatefulSet),
-    ("apps", "v1", "DaemonSet", api::apps::v1::DaemonSet),
-    ("apps", "v1", "ControllerRevision", api::apps::v1::ControllerRevision),
-    ("batch", "v1", "Job", api::batch::v1::Job),
-    ("batch", "v1", "CronJob", api::batch::v1::CronJob),
-    ("autoscaling", "v1", "HorizontalPodAutoscaler", api::autoscaling::v1::HorizontalPodAutoscaler),
-    ("autoscaling", "v1", "Scale", api::autoscaling::v1::Scale),
-    ("autoscaling", "v2", "HorizontalPodAutoscaler", api::autoscaling::v2::HorizontalPodAutoscaler),
-    ("networking.k8s.io", "v1", "Ingress", api::networking::v1::Ingress),
-    ("networking.k8s.io", "v1", "IngressClass", api::networking::v1::IngressClass),
-    ("networking.k8s.io", "v1", "NetworkPolicy", api::networking::v1::NetworkPolicy),
-    ("coordination.k8s.io", "v1", "Lease", api::coordination::v1::Lease),
-    ("discovery.k8s.io", "v1", "EndpointSlice", api::discovery::v1::EndpointSlice),
-    ("events.k8s.io", "v1", "Event", api::events::v1::Event),
-    ("policy", "v1", "PodDisruptionBudget", api::policy::v1::PodDisruptionBudget),
-    ("policy", "v1", "Eviction", api::policy::v1::Eviction),
-    ("scheduling.k8s.io", "v1", "PriorityClass", api::scheduling::v1::PriorityClass),
-    ("storage.k8s.io", "v1", "StorageClass", api::storage::v1::StorageClass),
-    ("rbac.authorization.k8s.io", "v1", "Role", api::rbac::v1::Role),
-    ("rbac.authorization.k8s.io", "v1", "RoleBinding", api::rbac::v1::RoleBinding),
-    ("rbac.authorization.k8s.io", "v1", "ClusterRole", api::rbac::v1::ClusterRole),
-    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", api::rbac::v1::ClusterRoleBinding),
-    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", apiext::CustomResourceDefinition),
+/// Generates the schemas of every typed kind of [`crate::codec`] into `generator`; returns each
+/// kind with the name of its definition.
+fn generate_roots(
+    generator: &mut SchemaGenerator,
+) -> Vec<(&'static str, &'static str, &'static str, String)> {
+    crate::codec::typed_kinds()
+        .iter()
+        .filter_map(|&(group, version, kind)| {
+            crate::codec::schema_for(group, version, kind, generator)?;
+            Some((group, version, kind, crate::codec::definition_name(group, version, kind)?))
+        })
+        .collect()
 }
 
 /// Generates the schemas of the root kinds and keeps only their skeleton: for each object
@@ -1372,7 +1325,7 @@ mod tests {
     #[test]
     fn annotate_definitions_adds_the_extensions() {
         let mut generator = SchemaGenerator::default();
-        generator.subschema_for::<api::core::v1::Pod>();
+        generator.subschema_for::<k8s_openapi::api::core::v1::Pod>();
         let mut definitions = generator.take_definitions(false);
         annotate_definitions(&mut definitions);
         let containers = &definitions["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
