@@ -854,9 +854,19 @@ pub fn generate_name(c: &Cluster) {
 pub fn converted_versions_and_describe(c: &Cluster) {
     c.ok_stdin(&["apply", "-f", "-"], Some(DEPLOYMENT));
     // kubectl autoscale posts autoscaling/v1 (1.32) or v2 (1.33+) in protobuf; both views agree.
-    c.ok(&["autoscale", "deployment", "web", "--min=2", "--max=5", "--cpu-percent=70"]);
+    c.ok(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--min=2",
+        "--max=5",
+        "--cpu-percent=70",
+    ]);
     let v2 = c.json(&["get", "horizontalpodautoscalers.v2.autoscaling", "web"]);
-    assert_eq!(v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 70);
+    assert_eq!(
+        v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        70
+    );
     let v1 = c.json(&["get", "horizontalpodautoscalers.v1.autoscaling", "web"]);
     assert_eq!(v1["apiVersion"], "autoscaling/v1");
     assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 70);
@@ -871,13 +881,27 @@ pub fn converted_versions_and_describe(c: &Cluster) {
     assert_eq!(new["note"], "Scaled up replica set web-1 to 2");
     assert_eq!(new["regarding"]["name"], "web");
     let described = c.ok(&["describe", "deployment", "web"]);
-    assert!(described.contains("ScalingReplicaSet"), "describe shows the object's events:\n{described}");
+    assert!(
+        described.contains("ScalingReplicaSet"),
+        "describe shows the object's events:\n{described}"
+    );
     assert!(described.contains("registry.local/web:1"), "{described}");
-    let events = c.ok(&["get", "events", "--field-selector", "involvedObject.name=web,reason=ScalingReplicaSet"]);
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web,reason=ScalingReplicaSet",
+    ]);
     assert!(events.contains("Scaled up replica set"), "{events}");
     let metrics = c.ok(&["get", "--raw", "/metrics"]);
-    assert!(metrics.contains("apiserver_request_total{verb=\"POST\",resource=\"events\",code=\"201\"}"), "{metrics}");
-    assert!(metrics.contains("apiserver_storage_size_bytes"), "{metrics}");
+    assert!(
+        metrics.contains("apiserver_request_total{verb=\"POST\",resource=\"events\",code=\"201\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("apiserver_storage_size_bytes"),
+        "{metrics}"
+    );
 }
 
 macro_rules! kubectl_suite {

@@ -920,7 +920,12 @@ fn generate_roots(
         .iter()
         .filter_map(|&(group, version, kind)| {
             crate::codec::schema_for(group, version, kind, generator)?;
-            Some((group, version, kind, crate::codec::definition_name(group, version, kind)?))
+            Some((
+                group,
+                version,
+                kind,
+                crate::codec::definition_name(group, version, kind)?,
+            ))
         })
         .collect()
 }

@@ -729,28 +729,18 @@ impl Registry {
                     created: false,
                 });
             }
-            if finished {
-                match self.backend.delete(&key, Some(current.revision)).await {
-                    Ok((rev, _)) => {
-                        set_resource_version(&mut new, rev);
-                        return Ok(WriteResult {
-                            object: self.present_value(res, new),
-                            warnings,
-                            created: false,
-                        });
-                    }
-                    Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
-                    Err(StoreError::Conflict { .. }) => {
-                        return Err(ApiError::conflict(&res.info.group, &res.info.plural, name));
-                    }
-                    Err(StoreError::NotFound(_)) => {
-                        return Err(ApiError::not_found(&res.info.group, &res.info.plural, name));
-                    }
-                    Err(other) => return Err(store_error(other)),
-                }
-            }
-            let bytes = encode(&new)?;
-            match self.backend.update(&key, bytes, current.revision).await {
+            // Removing the last finalizer of an object being deleted deletes it.
+            let outcome = if finished {
+                self.backend
+                    .delete(&key, Some(current.revision))
+                    .await
+                    .map(|(rev, _)| rev)
+            } else {
+                self.backend
+                    .update(&key, encode(&new)?, current.revision)
+                    .await
+            };
+            match outcome {
                 Ok(rev) => {
                     set_resource_version(&mut new, rev);
                     return Ok(WriteResult {
@@ -759,14 +749,10 @@ impl Registry {
                         created: false,
                     });
                 }
-                Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
-                Err(StoreError::Conflict { .. }) => {
-                    return Err(ApiError::conflict(&res.info.group, &res.info.plural, name));
-                }
-                Err(StoreError::NotFound(_)) => {
-                    return Err(ApiError::not_found(&res.info.group, &res.info.plural, name));
-                }
-                Err(other) => return Err(store_error(other)),
+                Err(err) => match cas_failure(res, name, err, precondition.is_none()) {
+                    CasFailure::Retry => continue,
+                    CasFailure::Fail(err) => return Err(err),
+                },
             }
         }
         Err(ApiError::conflict(&res.info.group, &res.info.plural, name))
@@ -849,12 +835,11 @@ impl Registry {
                     return Ok(self.present_value(res, obj));
                 }
                 match self.backend.delete(&key, Some(current.revision)).await {
-                    Ok((_rev, _)) => return Ok(self.present_value(res, obj)),
-                    Err(StoreError::Conflict { .. }) => continue,
-                    Err(StoreError::NotFound(_)) => {
-                        return Err(ApiError::not_found(&res.info.group, &res.info.plural, name));
-                    }
-                    Err(other) => return Err(store_error(other)),
+                    Ok(_) => return Ok(self.present_value(res, obj)),
+                    Err(err) => match cas_failure(res, name, err, true) {
+                        CasFailure::Retry => continue,
+                        CasFailure::Fail(err) => return Err(err),
+                    },
                 }
             }
             if already_deleting && !changed {
@@ -877,8 +862,8 @@ impl Registry {
                     metadata.remove("finalizers");
                 }
             }
-            if namespace_pending && let Some(status) = obj.as_object_mut() {
-                status.insert("status".into(), json!({"phase": "Terminating"}));
+            if namespace_pending && let Some(map) = obj.as_object_mut() {
+                map.insert("status".into(), json!({"phase": "Terminating"}));
             }
             if opts.dry_run {
                 return Ok(self.present_value(res, obj));
@@ -889,11 +874,10 @@ impl Registry {
                     set_resource_version(&mut obj, rev);
                     return Ok(self.present_value(res, obj));
                 }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(StoreError::NotFound(_)) => {
-                    return Err(ApiError::not_found(&res.info.group, &res.info.plural, name));
-                }
-                Err(other) => return Err(store_error(other)),
+                Err(err) => match cas_failure(res, name, err, true) {
+                    CasFailure::Retry => continue,
+                    CasFailure::Fail(err) => return Err(err),
+                },
             }
         }
         Err(ApiError::conflict(&res.info.group, &res.info.plural, name))
@@ -931,6 +915,26 @@ fn namespace_has_spec_finalizers(res: &Resource, obj: &Value) -> bool {
             .pointer("/spec/finalizers")
             .and_then(Value::as_array)
             .is_some_and(|f| !f.is_empty())
+}
+
+/// What a failed compare-and-swap means to a read-modify-write loop.
+enum CasFailure {
+    /// Someone else wrote first: read again and redo the change.
+    Retry,
+    Fail(ApiError),
+}
+
+fn cas_failure(res: &Resource, name: &str, err: StoreError, may_retry: bool) -> CasFailure {
+    match err {
+        StoreError::Conflict { .. } if may_retry => CasFailure::Retry,
+        StoreError::Conflict { .. } => {
+            CasFailure::Fail(ApiError::conflict(&res.info.group, &res.info.plural, name))
+        }
+        StoreError::NotFound(_) => {
+            CasFailure::Fail(ApiError::not_found(&res.info.group, &res.info.plural, name))
+        }
+        other => CasFailure::Fail(store_error(other)),
+    }
 }
 
 /// Read the termination grace period of a pod.
