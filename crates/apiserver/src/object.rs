@@ -21,6 +21,11 @@ pub struct StoredObject {
     /// Values of the resource-specific fields that `fieldSelector` may use.
     pub fields: Vec<(&'static str, String)>,
     pub revision: Revision,
+    /// uids of `metadata.ownerReferences` (what the garbage collector follows).
+    pub owner_uids: Vec<String>,
+    pub finalizers: Vec<String>,
+    /// Whether `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
 }
 
 impl StoredObject {
@@ -130,8 +135,22 @@ pub fn decode(kv: &KeyValue) -> Option<StoredObject> {
                 .collect()
         })
         .unwrap_or_default();
+    let owner_uids = value
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let finalizers = maestro_api::meta::finalizers(&value);
+    let deleting = maestro_api::meta::deletion_timestamp(&value).is_some();
     let json = Bytes::from(serde_json::to_vec(&value).ok()?);
     Some(StoredObject {
+        owner_uids,
+        finalizers,
+        deleting,
         key: kv.key.clone(),
         namespace: maestro_api::meta::namespace(&value).map(str::to_string),
         name: maestro_api::meta::name(&value).to_string(),

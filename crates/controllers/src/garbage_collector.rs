@@ -22,17 +22,6 @@ use crate::queue::{self, Reconciler};
 const FOREGROUND: &str = "foregroundDeletion";
 const ORPHAN: &str = "orphan";
 
-fn owner_uids(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .map(|refs| {
-            refs.iter()
-                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[derive(Default)]
 struct GarbageCollector {
     /// uid → key of every live object.
@@ -42,12 +31,12 @@ struct GarbageCollector {
 }
 
 impl GarbageCollector {
-    fn forget_owners(&mut self, key: &str, obj: &Value) {
-        for owner in owner_uids(obj) {
-            if let Some(set) = self.dependents.get_mut(&owner) {
+    fn forget_owners(&mut self, key: &str, obj: &StoredObject) {
+        for owner in &obj.owner_uids {
+            if let Some(set) = self.dependents.get_mut(owner) {
                 set.remove(key);
                 if set.is_empty() {
-                    self.dependents.remove(&owner);
+                    self.dependents.remove(owner);
                 }
             }
         }
@@ -139,39 +128,38 @@ impl GarbageCollector {
 
 impl Reconciler for GarbageCollector {
     fn keys_for(&mut self, event: &CacheEvent<StoredObject>) -> Vec<String> {
-        let obj = event.object.value();
+        // Works from the metadata the cache extracted: no object is parsed per event.
+        let obj = &event.object;
         let key = event.key.clone();
         let mut keys = Vec::new();
         if let Some(prev) = &event.prev {
-            self.forget_owners(&key, &prev.value());
+            self.forget_owners(&key, prev);
         }
         match event.kind {
             CacheEventKind::Deleted => {
-                self.keys_by_uid.remove(&event.object.uid);
-                self.forget_owners(&key, &obj);
+                self.keys_by_uid.remove(&obj.uid);
+                self.forget_owners(&key, obj);
                 // Dependents may be orphans now; owners waiting in the foreground may be done.
-                keys.extend(self.dependents_of(&event.object.uid));
+                keys.extend(self.dependents_of(&obj.uid));
                 keys.extend(
-                    owner_uids(&obj)
+                    obj.owner_uids
                         .iter()
                         .filter_map(|u| self.keys_by_uid.get(u).cloned()),
                 );
             }
             CacheEventKind::Added | CacheEventKind::Modified => {
-                self.keys_by_uid
-                    .insert(event.object.uid.clone(), key.clone());
-                let owners = owner_uids(&obj);
-                for owner in &owners {
+                self.keys_by_uid.insert(obj.uid.clone(), key.clone());
+                for owner in &obj.owner_uids {
                     self.dependents
                         .entry(owner.clone())
                         .or_default()
                         .insert(key.clone());
                 }
-                let finalizers = meta::finalizers(&obj);
-                let deleting = meta::deletion_timestamp(&obj).is_some();
-                if !owners.is_empty()
-                    || (deleting && finalizers.iter().any(|f| f == FOREGROUND || f == ORPHAN))
-                {
+                let waits_for_gc = obj
+                    .finalizers
+                    .iter()
+                    .any(|f| f == FOREGROUND || f == ORPHAN);
+                if !obj.owner_uids.is_empty() || (obj.deleting && waits_for_gc) {
                     keys.push(key);
                 }
             }
@@ -198,10 +186,9 @@ impl Reconciler for GarbageCollector {
             let Some((stored, _)) = registry.cache().get(key) else {
                 return Ok(());
             };
-            let obj = stored.value();
             let uid = stored.uid.clone();
-            let finalizers = meta::finalizers(&obj);
-            if meta::deletion_timestamp(&obj).is_some() {
+            let finalizers = &stored.finalizers;
+            if stored.deleting {
                 if finalizers.iter().any(|f| f == ORPHAN) {
                     for dependent in self.dependents_of(&uid) {
                         let owner = uid.clone();
@@ -228,7 +215,7 @@ impl Reconciler for GarbageCollector {
                         let Some((dep, _)) = registry.cache().get(dependent) else {
                             continue;
                         };
-                        if meta::deletion_timestamp(&dep.value()).is_none() {
+                        if !dep.deleting {
                             Self::delete(registry, dependent, Propagation::Foreground, &dep.uid)
                                 .await?;
                         }
@@ -243,9 +230,9 @@ impl Reconciler for GarbageCollector {
                     return Ok(());
                 }
             }
-            let owners = owner_uids(&obj);
+            let owners = &stored.owner_uids;
             if !owners.is_empty() && owners.iter().all(|o| !self.keys_by_uid.contains_key(o)) {
-                if meta::deletion_timestamp(&obj).is_none() {
+                if !stored.deleting {
                     Self::delete(registry, key, Propagation::Background, &uid).await?;
                 }
             } else {
@@ -256,12 +243,10 @@ impl Reconciler for GarbageCollector {
                         .filter_map(|o| self.keys_by_uid.get(o))
                         .any(|owner_key| {
                             registry.cache().get(owner_key).is_some_and(|(o, _)| {
-                                let v = o.value();
-                                meta::deletion_timestamp(&v).is_some()
-                                    && meta::finalizers(&v).iter().any(|f| f == FOREGROUND)
+                                o.deleting && o.finalizers.iter().any(|f| f == FOREGROUND)
                             })
                         });
-                if foreground_owner && meta::deletion_timestamp(&obj).is_none() {
+                if foreground_owner && !stored.deleting {
                     Self::delete(registry, key, Propagation::Foreground, &uid).await?;
                 }
             }

@@ -111,7 +111,7 @@ impl Namespaces {
             let (items, _) = registry.cache().list(&res.info.namespace_prefix(Some(ns)));
             for item in items {
                 remaining += 1;
-                if meta::deletion_timestamp(&item.value()).is_some() {
+                if item.deleting {
                     continue;
                 }
                 let opts = DeleteOptions {
@@ -133,7 +133,7 @@ impl Reconciler for Namespaces {
     fn keys_for(&mut self, event: &CacheEvent<StoredObject>) -> Vec<String> {
         let ns_prefix = namespaces().info.storage_prefix();
         if event.key.starts_with(&ns_prefix) {
-            let deleting = meta::deletion_timestamp(&event.object.value()).is_some();
+            let deleting = event.object.deleting;
             if event.kind == CacheEventKind::Deleted || !deleting {
                 self.terminating.remove(&event.object.name);
             } else {
@@ -172,9 +172,8 @@ impl Reconciler for Namespaces {
             let Some((stored, _)) = registry.cache().get(key) else {
                 return Ok(());
             };
-            let obj = stored.value();
             let name = stored.name.clone();
-            if meta::deletion_timestamp(&obj).is_none() {
+            if !stored.deleting {
                 return self.ensure(registry, &name).await;
             }
             if !self.empty(registry, &name).await? {
