@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use maestro_api::{meta, resources};
+use maestro_api::resources;
 use maestro_apiserver::Registry;
 use maestro_apiserver::object::{StoredObject, key_resource};
 use maestro_apiserver::registry::{DeleteOptions, Resource, WriteOptions};
