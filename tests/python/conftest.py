@@ -173,9 +173,10 @@ def _start_server(request, extra_args=()):
 
 def _finish(request, server, data_dir):
     server.stop()
-    failed = getattr(request.node, "_maestro_failed", False)
-    if failed or os.environ.get("MAESTRO_KEEP_DATA"):
-        print(f"\nmaestro data dir kept: {data_dir}\n{server.log_tail(20)}")
+    if getattr(request.node, "_maestro_failed", False):
+        print(f"\nlast lines of the maestro log ({data_dir}):\n{server.log_tail(20)}")
+    if os.environ.get("MAESTRO_KEEP_DATA"):
+        print(f"\nmaestro data dir kept: {data_dir}")
     else:
         shutil.rmtree(data_dir, ignore_errors=True)
 

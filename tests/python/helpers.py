@@ -63,7 +63,7 @@ class Raw:
         self.api = api_client
 
     def request(self, method, path, body=None, content_type="application/json", query=None,
-                accept="application/json"):
+                accept="application/json", timeout=30):
         headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
@@ -74,7 +74,7 @@ class Raw:
         if query:
             url += "?" + urllib.parse.urlencode(query)
         resp = self.api.rest_client.pool_manager.request(
-            method, url, body=body, headers=headers, preload_content=True
+            method, url, body=body, headers=headers, preload_content=True, timeout=timeout
         )
         data = resp.data.decode()
         try:

@@ -175,7 +175,7 @@ def test_cluster_scoped_and_crd_deletion(api_client, custom):
 
     # Deleting the CRD removes its objects, then the CRD, then the API.
     ext.delete_custom_resource_definition(name)
-    wait_until(lambda: not_found(ext.read_custom_resource_definition, name), timeout=8,
+    wait_until(lambda: not_found(ext.read_custom_resource_definition, name), timeout=5,
                what="the CRD (which had one object) to be deleted")
     with pytest.raises(ApiException) as err:
         custom.get_cluster_custom_object(GROUP, "v1", "gadgets", "g1")
@@ -212,5 +212,5 @@ def test_terminating_crd_refuses_new_objects(api_client, custom, namespace):
     finally:
         custom.patch_namespaced_custom_object(GROUP, "v1", namespace, "gizmos", "held",
                                               {"metadata": {"finalizers": None}})
-    wait_until(lambda: not_found(ext.read_custom_resource_definition, name), timeout=8,
+    wait_until(lambda: not_found(ext.read_custom_resource_definition, name), timeout=5,
                what="the CRD to be deleted once its last object went")

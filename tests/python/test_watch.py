@@ -23,7 +23,8 @@ def collect(core, namespace, until, timeout=5, **kw):
     """Watch ConfigMaps until `until(events)` is true; return [(type, object)]."""
     w = watch.Watch()
     events = []
-    for ev in w.stream(core.list_namespaced_config_map, namespace, timeout_seconds=timeout, **kw):
+    for ev in w.stream(core.list_namespaced_config_map, namespace, timeout_seconds=timeout,
+                       _request_timeout=timeout + 5, **kw):
         events.append((ev["type"], ev["object"]))
         if until(events):
             w.stop()
@@ -86,7 +87,8 @@ def test_watch_without_version_starts_with_current_state(core, namespace):
     core.create_namespaced_config_map(namespace, cm("two"))
     w = watch.Watch()
     events = []
-    for ev in w.stream(core.list_namespaced_config_map, namespace, label_selector=SEL, timeout_seconds=5):
+    for ev in w.stream(core.list_namespaced_config_map, namespace, label_selector=SEL, timeout_seconds=5,
+                       _request_timeout=10):
         events.append((ev["type"], ev["object"].metadata.name))
         if len(events) == 2:
             # The synthetic ADDED events for what exists came first; now a live change.
@@ -102,7 +104,7 @@ def test_timeout_seconds_ends_the_stream(core, namespace):
     w = watch.Watch()
     start = time.monotonic()
     events = list(w.stream(core.list_namespaced_config_map, namespace, label_selector=SEL,
-                           resource_version=rv, timeout_seconds=1))
+                           resource_version=rv, timeout_seconds=1, _request_timeout=10))
     elapsed = time.monotonic() - start
     assert events == []
     assert 0.9 <= elapsed < 4, elapsed
@@ -141,7 +143,7 @@ def expect_gone(api, namespace, rv):
     core = client.CoreV1Api(api)
     with pytest.raises(ApiException) as err:
         list(watch.Watch().stream(core.list_namespaced_config_map, namespace,
-                                  resource_version=rv, timeout_seconds=2))
+                                  resource_version=rv, timeout_seconds=2, _request_timeout=10))
     assert err.value.status == 410
     assert err.value.reason.startswith("Expired: too old resource version"), err.value.reason
 
