@@ -113,12 +113,25 @@ def test_raw_apply_patch(api_client, core, namespace):
                                            field_manager="raw", _content_type="application/apply-patch+yaml")
     assert out.data == {"k": "x"}
 
-    # Apply needs a field manager, and refuses a body for another object.
-    code, _, st = raw.request("PATCH", path, body, content_type="application/apply-patch+yaml")
-    assert code == 400 and st["reason"] == "BadRequest", st
+    # Apply refuses a body for another object.
     code, _, st = raw.request("PATCH", path, yaml.safe_dump(manifest("other-name", {"k": "v"})),
                               content_type="application/apply-patch+yaml", query={"fieldManager": "raw"})
-    assert code == 400, st
+    assert code == 400 and st["reason"] == "BadRequest", st
+
+
+def test_apply_needs_a_field_manager(api_client, namespace):
+    """PatchOptions are validated like an object: 422 Invalid naming fieldManager."""
+    raw = Raw(api_client)
+    code, _, st = raw.request("PATCH", f"/api/v1/namespaces/{namespace}/configmaps/nomanager",
+                              yaml.safe_dump(manifest("nomanager", {"k": "v"})),
+                              content_type="application/apply-patch+yaml")
+    assert code == 422, st
+    assert st["reason"] == "Invalid"
+    assert (st["details"]["group"], st["details"]["kind"]) == ("meta.k8s.io", "PatchOptions")
+    assert [(c["reason"], c["field"]) for c in st["details"]["causes"]] == [
+        ("FieldValueRequired", "fieldManager")]
+    assert st["message"] == ('PatchOptions.meta.k8s.io "" is invalid: '
+                             'fieldManager: Required value: is required for apply patch')
 
 
 def test_apply_dry_run(api_client, configmaps, core, namespace):

@@ -238,10 +238,17 @@ def test_secret_crud(core, namespace):
     patched = core.patch_namespaced_secret("s", namespace, {"data": {"pass": None}})
     assert set(patched.data) == {"user"}
 
-    # Data must be base64.
+    # Data must be base64: a body that doesn't decode is a bad request.
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_secret(namespace, client.V1Secret(
+            metadata=client.V1ObjectMeta(name="bad64"), data={"bad": "not base64!"}))
+    assert err.value.status == 400
+    assert not_found(core.read_namespaced_secret, "bad64", namespace)
+    # A patch that would make it so is refused and changes nothing.
     with pytest.raises(ApiException) as err:
         core.patch_namespaced_secret("s", namespace, {"data": {"bad": "not base64!"}})
-    assert err.value.status == 400
+    assert err.value.status in (400, 422)
+    assert set(core.read_namespaced_secret("s", namespace).data) == {"user"}
 
     # Type is immutable.
     with pytest.raises(ApiException) as err:

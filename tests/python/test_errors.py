@@ -65,7 +65,7 @@ def test_invalid_name(core, namespace):
     causes = status_of(err.value)["details"]["causes"]
     assert any(c["field"] == "metadata.name" and c["reason"] == "FieldValueRequired" for c in causes)
 
-    # Several problems are all reported.
+    # Invalid data keys are reported by their path.
     with pytest.raises(ApiException) as err:
         core.create_namespaced_config_map(namespace, cm("ok-name", {"bad key!": "v"}) )
     assert err.value.status == 422
@@ -171,3 +171,13 @@ def test_invalid_request_options(core, namespace):
     assert err.value.status == 422
     assert [c["field"] for c in status_of(err.value)["details"]["causes"]] == ["fieldValidation"]
     assert not_found(core.read_namespaced_config_map, "x", namespace)
+
+    # `force` belongs to apply patches only.
+    core.create_namespaced_config_map(namespace, cm("y", {"a": "1"}))
+    code, _, st = Raw(core.api_client).request(
+        "PATCH", f"/api/v1/namespaces/{namespace}/configmaps/y", {"data": {"a": "2"}},
+        content_type="application/merge-patch+json", query={"force": "true"})
+    assert code == 422, st
+    assert st["details"]["kind"] == "PatchOptions"
+    assert [(c["reason"], c["field"]) for c in st["details"]["causes"]] == [("FieldValueForbidden", "force")]
+    assert core.read_namespaced_config_map("y", namespace).data == {"a": "1"}
