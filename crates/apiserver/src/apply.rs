@@ -229,6 +229,252 @@ fn managed_entry(manager: &str, api_version: &str, fields: Value) -> Value {
     })
 }
 
+/// Fields of built-in kinds that are maps of arbitrary keys rather than structs.
+const MAP_FIELDS: &[&str] = &[
+    "labels",
+    "annotations",
+    "data",
+    "binaryData",
+    "matchLabels",
+    "nodeSelector",
+    "limits",
+    "requests",
+    "hard",
+    "capacity",
+    "allocatable",
+    "parameters",
+    "selector",
+];
+
+/// Union of two FieldsV1 sets.
+fn union(a: &Value, b: &Value) -> Value {
+    let mut out = a.as_object().cloned().unwrap_or_default();
+    if let Some(b) = b.as_object() {
+        for (k, v) in b {
+            let merged = match out.get(k) {
+                Some(existing) => union(existing, v),
+                None => v.clone(),
+            };
+            out.insert(k.clone(), merged);
+        }
+    }
+    Value::Object(out)
+}
+
+/// The fields `new` sets that `old` did not have or had with another value.
+fn changed_set(
+    old: Option<&Value>,
+    new: &Value,
+    path: &mut Vec<String>,
+    keys: ListKeys<'_>,
+) -> Value {
+    let empty = Map::new();
+    let old_map = match old {
+        Some(Value::Object(map)) => map,
+        None => &empty,
+        Some(_) => return field_set(new, path, keys),
+    };
+    let Value::Object(new_map) = new else {
+        return field_set(new, path, keys);
+    };
+    let mut set = Map::new();
+    for (k, v) in new_map {
+        if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind") {
+            continue;
+        }
+        if path.len() == 1
+            && path[0] == "metadata"
+            && !matches!(
+                k.as_str(),
+                "labels" | "annotations" | "finalizers" | "ownerReferences"
+            )
+        {
+            continue;
+        }
+        let before = old_map.get(k);
+        if before == Some(v) {
+            continue;
+        }
+        path.push(k.clone());
+        let child = match (before, v) {
+            (Some(b @ Value::Object(_)), Value::Object(_)) => changed_set(Some(b), v, path, keys),
+            (Some(Value::Array(b_items)), Value::Array(items)) => match keys(path) {
+                Some(list_keys) => {
+                    let mut items_set = Map::new();
+                    for item in items {
+                        let Some(key) = item_key(item, &list_keys) else {
+                            continue;
+                        };
+                        let previous = b_items
+                            .iter()
+                            .find(|x| item_key(x, &list_keys).as_ref() == Some(&key));
+                        if previous == Some(item) {
+                            continue;
+                        }
+                        let mut inner = changed_set(previous, item, path, keys);
+                        if previous.is_none()
+                            && let Some(m) = inner.as_object_mut()
+                        {
+                            m.insert(".".into(), json!({}));
+                        }
+                        items_set.insert(key, inner);
+                    }
+                    Value::Object(items_set)
+                }
+                None => json!({}),
+            },
+            (None, Value::Object(_)) => {
+                let mut inner = field_set(v, path, keys);
+                // A map (not a struct) created by this write is itself owned: Kubernetes marks
+                // it with ".". Without struct/map schema information, the common map fields
+                // are named here.
+                if MAP_FIELDS.contains(&k.as_str())
+                    && let Some(m) = inner.as_object_mut()
+                {
+                    m.insert(".".into(), json!({}));
+                }
+                inner
+            }
+            _ => field_set_leaf(v, path, keys),
+        };
+        path.pop();
+        if path.is_empty() && k == "metadata" && child.as_object().is_some_and(|m| m.is_empty()) {
+            continue;
+        }
+        set.insert(format!("f:{k}"), child);
+    }
+    Value::Object(set)
+}
+
+/// A changed non-object value: a whole keyed list or a leaf.
+fn field_set_leaf(v: &Value, path: &mut Vec<String>, keys: ListKeys<'_>) -> Value {
+    match v {
+        Value::Array(_) if keys(path).is_some() => {
+            let mut wrapper = Map::new();
+            let last = path.last().cloned().unwrap_or_default();
+            wrapper.insert(last.clone(), v.clone());
+            path.pop();
+            let set = field_set(&Value::Object(wrapper), path, keys);
+            path.push(last.clone());
+            set.get(format!("f:{last}")).cloned().unwrap_or(json!({}))
+        }
+        _ => json!({}),
+    }
+}
+
+/// The fields `old` had that `new` no longer has.
+fn removed_set(old: &Value, new: &Value, path: &mut Vec<String>, keys: ListKeys<'_>) -> Value {
+    let (Value::Object(old_map), Value::Object(new_map)) = (old, new) else {
+        return json!({});
+    };
+    let mut set = Map::new();
+    for (k, v) in old_map {
+        path.push(k.clone());
+        match new_map.get(k) {
+            None => {
+                set.insert(format!("f:{k}"), field_set(v, path, keys));
+            }
+            Some(n) if n.is_object() && v.is_object() => {
+                let inner = removed_set(v, n, path, keys);
+                if inner.as_object().is_some_and(|m| !m.is_empty()) {
+                    set.insert(format!("f:{k}"), inner);
+                }
+            }
+            _ => {}
+        }
+        path.pop();
+    }
+    Value::Object(set)
+}
+
+/// Record a non-apply write in `metadata.managedFields`: the fields it set become `manager`'s
+/// (operation `Update`, taken from other managers without conflict, as in Kubernetes), and the
+/// fields it removed are no longer anyone's.
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: Option<&str>,
+    keys: ListKeys<'_>,
+) {
+    let mut entries: Vec<Value> = new
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .or_else(|| {
+            old.and_then(|o| o.pointer("/metadata/managedFields"))
+                .and_then(Value::as_array)
+                .cloned()
+        })
+        .unwrap_or_default();
+    let mut stripped_new = new.clone();
+    meta::metadata_mut(&mut stripped_new).remove("managedFields");
+    let stripped_old = old.map(|o| {
+        let mut o = o.clone();
+        meta::metadata_mut(&mut o).remove("managedFields");
+        o
+    });
+    let changed = changed_set(stripped_old.as_ref(), &stripped_new, &mut Vec::new(), keys);
+    let removed = match &stripped_old {
+        Some(o) => removed_set(o, &stripped_new, &mut Vec::new(), keys),
+        None => json!({}),
+    };
+    let nothing = |v: &Value| v.as_object().is_none_or(|m| m.is_empty());
+    if nothing(&changed) && nothing(&removed) {
+        meta::metadata_mut(new).insert("managedFields".into(), Value::Array(entries));
+        if entries_empty(new) {
+            meta::metadata_mut(new).remove("managedFields");
+        }
+        return;
+    }
+    let api_version = new
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mine = |e: &Value| {
+        e["manager"] == manager
+            && e["operation"] == "Update"
+            && e.get("subresource").and_then(Value::as_str) == subresource
+    };
+    for entry in entries.iter_mut().filter(|e| !mine(e)) {
+        let fields = difference(&difference(&entry["fieldsV1"], &changed), &removed);
+        entry["fieldsV1"] = fields;
+    }
+    let previous = entries
+        .iter()
+        .find(|e| mine(e))
+        .map(|e| e["fieldsV1"].clone())
+        .unwrap_or(json!({}));
+    entries.retain(|e| !mine(e) && !nothing(&e["fieldsV1"]));
+    let owned = difference(&union(&previous, &changed), &removed);
+    if !nothing(&owned) {
+        let mut entry = json!({
+            "manager": manager,
+            "operation": "Update",
+            "apiVersion": api_version,
+            "time": meta::format_time(jiff::Timestamp::now()),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": owned,
+        });
+        if let Some(sub) = subresource {
+            entry["subresource"] = json!(sub);
+        }
+        entries.push(entry);
+    }
+    if entries.is_empty() {
+        meta::metadata_mut(new).remove("managedFields");
+    } else {
+        meta::metadata_mut(new).insert("managedFields".into(), Value::Array(entries));
+    }
+}
+
+fn entries_empty(obj: &Value) -> bool {
+    obj.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .is_none_or(|a| a.is_empty())
+}
+
 /// Compute the object after applying `config` as `manager` onto `live`.
 pub fn apply_to(
     live: &Value,
@@ -255,7 +501,7 @@ pub fn apply_to(
         .cloned()
         .collect();
     let mut conflicts = Vec::new();
-    for other in others.iter_mut().filter(|e| e["operation"] == "Apply") {
+    for other in others.iter_mut() {
         let mut shared = Vec::new();
         overlap(&new_set, &other["fieldsV1"], "", &mut shared);
         let differing: Vec<String> = shared
@@ -268,7 +514,11 @@ pub fn apply_to(
         if force {
             other["fieldsV1"] = difference(&other["fieldsV1"], &new_set);
         } else {
-            let who = other["manager"].as_str().unwrap_or_default().to_string();
+            let who = format!(
+                "\"{}\" using {}",
+                other["manager"].as_str().unwrap_or_default(),
+                other["apiVersion"].as_str().unwrap_or_default()
+            );
             conflicts.extend(differing.into_iter().map(|p| (who.clone(), p)));
         }
     }
@@ -282,27 +532,21 @@ pub fn apply_to(
                 if conflicts.len() == 1 { "" } else { "s" },
                 conflicts
                     .iter()
-                    .map(|(who, p)| format!("conflict with \"{who}\": {p}"))
+                    .map(|(who, p)| format!("conflict with {who}: {p}"))
                     .collect::<Vec<_>>()
                     .join("\n")
             ),
         );
         err.causes = conflicts
             .into_iter()
-            .map(|(who, p)| {
-                Cause::new(
-                    "FieldManagerConflict",
-                    p,
-                    format!("conflict with \"{who}\""),
-                )
-            })
+            .map(|(who, p)| Cause::new("FieldManagerConflict", p, format!("conflict with {who}")))
             .collect();
         return Err(err);
     }
     let mut result = merge(live, config, &mut Vec::new(), keys);
-    // Fields this manager stopped applying go away unless another applier still owns them.
+    // Fields this manager stopped applying go away unless another manager still owns them.
     let mut dropped = difference(&previous, &new_set);
-    for other in others.iter().filter(|e| e["operation"] == "Apply") {
+    for other in others.iter() {
         dropped = difference(&dropped, &other["fieldsV1"]);
     }
     remove_fields(&mut result, &dropped);
@@ -333,8 +577,13 @@ pub async fn apply(
     force: bool,
 ) -> Result<WriteResult, ApiError> {
     let Some(manager) = opts.field_manager.clone().filter(|m| !m.is_empty()) else {
-        return Err(ApiError::bad_request(
-            "PATCH /apply requires fieldManager to be set in the query",
+        return Err(crate::request::invalid_option(
+            "PatchOptions",
+            Cause::new(
+                "FieldValueRequired",
+                "fieldManager",
+                "Required value: is required for apply patch",
+            ),
         ));
     };
     let config: Value = serde_yaml::from_slice(body)
@@ -406,7 +655,7 @@ mod tests {
         assert_eq!(err.code, 409);
         assert!(
             err.message
-                .contains("conflict with \"alice\": .spec.replicas"),
+                .contains("conflict with \"alice\" using apps/v1: .spec.replicas"),
             "{}",
             err.message
         );
@@ -414,6 +663,45 @@ mod tests {
         assert_eq!(forced["spec"]["replicas"], 5);
         // Same value is shared ownership, not a conflict.
         assert!(apply_to(&live, &a, "carol", false, &keys).is_ok());
+    }
+
+    #[test]
+    fn updates_take_ownership_and_conflict_with_appliers() {
+        let created = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"u": "1"}});
+        let mut live = created.clone();
+        record_update(None, &mut live, "editor", None, &keys);
+        let entries = live["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!(entries[0]["operation"], "Update");
+        assert_eq!(
+            entries[0]["fieldsV1"],
+            json!({"f:data": {".": {}, "f:u": {}}})
+        );
+        let err = apply_to(&live, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"u": "2"}}), "applier", false, &keys).unwrap_err();
+        assert!(
+            err.message
+                .contains("conflict with \"editor\" using v1: .data.u"),
+            "{}",
+            err.message
+        );
+        // An update of a field an applier owns takes it over silently.
+        let applied = apply_to(&live, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"w": "1"}}), "applier", false, &keys).unwrap();
+        let mut edited = applied.clone();
+        edited["data"]["w"] = json!("2");
+        record_update(Some(&applied), &mut edited, "editor", None, &keys);
+        let applier = edited["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["manager"] == "applier")
+            .cloned();
+        assert!(
+            applier.is_none(),
+            "the applier owned only data.w and lost it: {edited}"
+        );
+        // A no-op update leaves the entries alone.
+        let mut same = edited.clone();
+        record_update(Some(&edited), &mut same, "other", None, &keys);
+        assert_eq!(same, edited);
     }
 
     #[test]

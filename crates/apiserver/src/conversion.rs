@@ -28,6 +28,31 @@ pub fn convert(obj: Value, from: &str, to: &str) -> Value {
     out
 }
 
+/// Fold write-only convenience fields into the stored form, as Kubernetes' conversion to its
+/// internal types does: a Secret's `stringData` becomes base64 `data` (winning over `data` for
+/// the same key) and is never stored.
+pub fn fold_write_only_fields(group: &str, kind: &str, obj: &mut Value) {
+    if group.is_empty()
+        && kind == "Secret"
+        && let Some(map) = obj.as_object_mut()
+        && let Some(Value::Object(strings)) = map.remove("stringData")
+    {
+        use base64::Engine;
+        let data = map.entry("data").or_insert_with(|| json!({}));
+        if !data.is_object() {
+            *data = json!({});
+        }
+        let data = data.as_object_mut().expect("just made an object");
+        for (key, value) in strings {
+            let text = value.as_str().unwrap_or_default();
+            data.insert(
+                key,
+                json!(base64::engine::general_purpose::STANDARD.encode(text)),
+            );
+        }
+    }
+}
+
 fn take(map: &mut Map<String, Value>, key: &str) -> Option<Value> {
     map.remove(key)
 }
@@ -141,6 +166,16 @@ mod tests {
         assert_eq!(back["spec"]["targetCPUUtilizationPercentage"], 60);
         assert_eq!(back["apiVersion"], "autoscaling/v1");
         assert!(back["spec"].get("metrics").is_none());
+    }
+
+    #[test]
+    fn secret_string_data_becomes_data() {
+        let mut secret = json!({"kind": "Secret", "stringData": {"user": "admin", "both": "s"}, "data": {"pass": "eA==", "both": "ZA=="}});
+        fold_write_only_fields("", "Secret", &mut secret);
+        assert_eq!(
+            secret,
+            json!({"kind": "Secret", "data": {"pass": "eA==", "both": "cw==", "user": "YWRtaW4="}})
+        );
     }
 
     #[test]

@@ -48,6 +48,17 @@ pub fn decode_body(content_type: Option<&str>, body: &Bytes) -> Result<Value, Ap
     }
 }
 
+/// Repeated keys of a JSON body, when the field validation mode cares about them.
+fn body_duplicates(req: &Request<Bytes>, opts: &crate::registry::WriteOptions) -> Vec<String> {
+    let json =
+        header(req, "content-type").is_none_or(|ct| ct.trim().starts_with("application/json"));
+    if json && opts.field_validation != crate::registry::FieldValidation::Ignore {
+        crate::duplicates::duplicate_fields(req.body())
+    } else {
+        Vec::new()
+    }
+}
+
 fn header<'a>(req: &'a Request<Bytes>, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
@@ -122,20 +133,22 @@ pub async fn serve(
             Ok(render_object(&res, &obj, how, 200))
         }
         (Method::POST, None, None) => {
-            let opts = query.write_options()?;
+            let mut opts = query.write_options("CreateOptions")?;
             let body = decode_body(header(&req, "content-type"), req.body())?;
+            opts.duplicate_fields = body_duplicates(&req, &opts);
             let result = registry.create(&res, ns, body, &opts).await?;
             let code = if opts.dry_run { 200 } else { 201 };
             Ok(write_response(&res, result, how, code))
         }
         (Method::PUT, Some(name), None | Some("status")) => {
-            let opts = query.write_options()?;
+            let mut opts = query.write_options("UpdateOptions")?;
             let body = decode_body(header(&req, "content-type"), req.body())?;
+            opts.duplicate_fields = body_duplicates(&req, &opts);
             let result = registry.update(&res, ns, name, body, sub, &opts).await?;
             Ok(write_response(&res, result, how, 200))
         }
         (Method::PATCH, Some(name), None | Some("status")) => {
-            let opts = query.write_options()?;
+            let opts = query.write_options("PatchOptions")?;
             let content_type = header(&req, "content-type").unwrap_or_default().to_string();
             let force = query.flag("force");
             let result = patch::patch(
@@ -155,23 +168,16 @@ pub async fn serve(
         }
         (Method::DELETE, Some(name), None) => {
             let opts = delete_options(&query, req.body())?;
-            let obj = registry.delete(&res, ns, name, &opts).await?;
-            // Kubernetes answers 202 when the object stays around for finalizers.
-            let code = if meta::deletion_timestamp(&obj).is_some() && !opts.dry_run {
-                202
+            let deleted = registry.delete(&res, ns, name, &opts).await?;
+            let how = if how == Wanted::Table {
+                Wanted::Json
             } else {
-                200
+                how
             };
-            Ok(render_object(
-                &res,
-                &obj,
-                if how == Wanted::Table {
-                    Wanted::Json
-                } else {
-                    how
-                },
-                code,
-            ))
+            if deleted.removed && !returns_deleted_object(&res) {
+                return Ok(json_response(200, &deleted_status(&res, &deleted.object)));
+            }
+            Ok(render_object(&res, &deleted.object, how, 200))
         }
         (Method::DELETE, None, None) => {
             let opts = delete_options(&query, req.body())?;
@@ -186,7 +192,7 @@ pub async fn serve(
                     "kind": res.info.list_kind(),
                     "apiVersion": res.info.api_version(),
                     "metadata": {"resourceVersion": rv},
-                    "items": deleted,
+                    "items": deleted.into_iter().map(|d| d.object).collect::<Vec<_>>(),
                 }),
             ))
         }
@@ -194,7 +200,7 @@ pub async fn serve(
             scale(registry, &res, ns, name, &req, &query).await
         }
         (Method::PUT, Some(name), Some("finalize")) => {
-            let opts = query.write_options()?;
+            let opts = query.write_options("UpdateOptions")?;
             let body = decode_body(header(&req, "content-type"), req.body())?;
             let finalizers = body
                 .pointer("/spec/finalizers")
@@ -223,7 +229,7 @@ pub async fn serve(
             if let Some(delete) = body.get("deleteOptions") {
                 apply_delete_body(&mut opts, delete)?;
             }
-            opts.dry_run = opts.dry_run || query.dry_run()?;
+            opts.dry_run = opts.dry_run || query.dry_run("DeleteOptions")?;
             registry.delete(&res, ns, name, &opts).await?;
             Ok(json_response(
                 201,
@@ -245,7 +251,7 @@ pub async fn serve(
                     vec![maestro_api::Cause::required("target.name")],
                 ));
             }
-            let opts = query.write_options()?;
+            let opts = query.write_options("CreateOptions")?;
             registry
                 .read_modify_write(
                     &res,
@@ -285,6 +291,25 @@ pub async fn serve(
             "the server does not allow this method on the requested resource",
         )),
     }
+}
+
+/// Kinds whose DELETE answers with the object itself, as their Kubernetes registries do; the
+/// others answer with a success Status once the object is gone.
+fn returns_deleted_object(res: &Resource) -> bool {
+    res.custom.is_some()
+        || (res.info.group.is_empty() && matches!(res.info.kind.as_str(), "Pod" | "Service"))
+}
+
+/// The success Status of a completed delete.
+fn deleted_status(res: &Resource, obj: &Value) -> Value {
+    let mut details = json!({"name": meta::name(obj), "kind": res.info.plural});
+    if !res.info.group.is_empty() {
+        details["group"] = json!(res.info.group);
+    }
+    if let Some(uid) = meta::uid(obj) {
+        details["uid"] = json!(uid);
+    }
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
 }
 
 fn delete_options(query: &Query, body: &Bytes) -> Result<DeleteOptions, ApiError> {
@@ -486,7 +511,11 @@ async fn scale(
         let obj = registry.get(res, ns, name).await?;
         return Ok(json_response(200, &scale_of(res, &obj)?));
     }
-    let opts = query.write_options()?;
+    let opts = query.write_options(if req.method() == Method::PUT {
+        "UpdateOptions"
+    } else {
+        "PatchOptions"
+    })?;
     let paths = res
         .info
         .scale

@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod conversion;
 pub mod crd;
 pub mod discovery;
+pub mod duplicates;
 pub mod handlers;
 pub mod metrics;
 pub mod object;

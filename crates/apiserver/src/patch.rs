@@ -154,6 +154,12 @@ pub async fn patch(
         )
         .await;
     }
+    if force {
+        return Err(crate::request::invalid_option(
+            "PatchOptions",
+            maestro_api::Cause::forbidden("force", "may not be specified for non-apply patch"),
+        ));
+    }
     // Reject unknown patch types before touching the object.
     let kind = media(content_type);
     if ![JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH].contains(&kind.as_str()) {

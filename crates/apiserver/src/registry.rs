@@ -66,6 +66,8 @@ pub struct WriteOptions {
     pub dry_run: bool,
     pub field_validation: FieldValidation,
     pub field_manager: Option<String>,
+    /// Keys the request body repeated (found while decoding it; reported like unknown fields).
+    pub duplicate_fields: Vec<String>,
 }
 
 /// What happens to dependents when an owner is deleted.
@@ -100,6 +102,30 @@ pub struct WriteResult {
     pub object: Value,
     pub warnings: Vec<String>,
     pub created: bool,
+}
+
+/// The outcome of a delete: the object, and whether it is gone or only marked for deletion
+/// (finalizers, graceful pod termination, namespace cleanup).
+#[derive(Debug, Clone)]
+pub struct Deleted {
+    pub object: Value,
+    pub removed: bool,
+}
+
+impl Deleted {
+    fn removed(object: Value) -> Self {
+        Deleted {
+            object,
+            removed: true,
+        }
+    }
+
+    fn pending(object: Value) -> Self {
+        Deleted {
+            object,
+            removed: false,
+        }
+    }
 }
 
 /// Most attempts of a read-modify-write that keeps losing races.
@@ -428,25 +454,36 @@ impl Registry {
                 None => (body, Vec::new()),
             },
         };
-        if !unknown.is_empty() {
+        let problems: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .chain(
+                opts.duplicate_fields
+                    .iter()
+                    .map(|f| format!("duplicate field \"{f}\"")),
+            )
+            .collect();
+        if !problems.is_empty() {
             match opts.field_validation {
                 FieldValidation::Strict => {
-                    let list: Vec<String> = unknown
-                        .iter()
-                        .map(|f| format!("unknown field \"{f}\""))
-                        .collect();
                     return Err(ApiError::bad_request(format!(
                         "strict decoding error: {}",
-                        list.join(", ")
+                        problems.join(", ")
                     )));
                 }
-                FieldValidation::Warn => {
-                    warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
-                }
+                FieldValidation::Warn => warnings.extend(problems),
                 FieldValidation::Ignore => {}
             }
         }
-        Ok(self.to_storage(res, normalized))
+        let mut stored = self.to_storage(res, normalized);
+        if res.custom.is_none() {
+            conversion::fold_write_only_fields(
+                &res.info.storage_group,
+                &res.info.kind,
+                &mut stored,
+            );
+        }
+        Ok(stored)
     }
 
     fn to_storage(&self, res: &Resource, value: Value) -> Value {
@@ -766,7 +803,7 @@ impl Registry {
         namespace: Option<&str>,
         name: &str,
         opts: &DeleteOptions,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Deleted, ApiError> {
         let key = res.info.key(namespace, name);
         for _ in 0..MAX_UPDATE_ATTEMPTS {
             self.cache.fresh().await.map_err(store_error)?;
@@ -832,10 +869,10 @@ impl Registry {
                 );
             if finalizers.is_empty() && !namespace_pending && !graceful_pod {
                 if opts.dry_run {
-                    return Ok(self.present_value(res, obj));
+                    return Ok(Deleted::removed(self.present_value(res, obj)));
                 }
                 match self.backend.delete(&key, Some(current.revision)).await {
-                    Ok(_) => return Ok(self.present_value(res, obj)),
+                    Ok(_) => return Ok(Deleted::removed(self.present_value(res, obj))),
                     Err(err) => match cas_failure(res, name, err, true) {
                         CasFailure::Retry => continue,
                         CasFailure::Fail(err) => return Err(err),
@@ -843,7 +880,7 @@ impl Registry {
                 }
             }
             if already_deleting && !changed {
-                return Ok(self.present_value(res, obj));
+                return Ok(Deleted::pending(self.present_value(res, obj)));
             }
             {
                 let metadata = meta::metadata_mut(&mut obj);
@@ -866,13 +903,13 @@ impl Registry {
                 map.insert("status".into(), json!({"phase": "Terminating"}));
             }
             if opts.dry_run {
-                return Ok(self.present_value(res, obj));
+                return Ok(Deleted::pending(self.present_value(res, obj)));
             }
             let bytes = encode(&strip_resource_version(obj.clone()))?;
             match self.backend.update(&key, bytes, current.revision).await {
                 Ok(rev) => {
                     set_resource_version(&mut obj, rev);
-                    return Ok(self.present_value(res, obj));
+                    return Ok(Deleted::pending(self.present_value(res, obj)));
                 }
                 Err(err) => match cas_failure(res, name, err, true) {
                     CasFailure::Retry => continue,
@@ -890,7 +927,7 @@ impl Registry {
         namespace: Option<&str>,
         list: &ListOptions,
         opts: &DeleteOptions,
-    ) -> Result<Vec<Value>, ApiError> {
+    ) -> Result<Vec<Deleted>, ApiError> {
         let (items, _) = self.list(res, namespace, list).await?;
         let mut deleted = Vec::new();
         for item in items {

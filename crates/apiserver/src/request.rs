@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 
-use maestro_api::ApiError;
 use maestro_api::selector::{FieldSelector, LabelSelector};
+use maestro_api::{ApiError, Cause};
+use serde_json::Value;
 
 use crate::registry::{DeleteOptions, FieldValidation, ListOptions, Propagation, WriteOptions};
 
@@ -145,31 +146,40 @@ impl Query {
         matches!(self.get(key), Some("true" | "1"))
     }
 
-    pub fn dry_run(&self) -> Result<bool, ApiError> {
+    /// `dryRun`; `options_kind` (CreateOptions, PatchOptions...) names the options in errors.
+    pub fn dry_run(&self, options_kind: &str) -> Result<bool, ApiError> {
         match self.get("dryRun") {
             None | Some("") => Ok(false),
             Some("All") => Ok(true),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "Invalid dry run value: {other:?}: valid values are \"All\""
-            ))),
+            Some(other) => Err(invalid_option(
+                options_kind,
+                Cause::not_supported("dryRun", &Value::String(other.to_string()), &["All"]),
+            )),
         }
     }
 
-    pub fn write_options(&self) -> Result<WriteOptions, ApiError> {
+    /// Options of a create, update or patch; `options_kind` is how Kubernetes names them.
+    pub fn write_options(&self, options_kind: &str) -> Result<WriteOptions, ApiError> {
         let field_validation = match self.get("fieldValidation") {
             None | Some("") | Some("Warn") => FieldValidation::Warn,
             Some("Strict") => FieldValidation::Strict,
             Some("Ignore") => FieldValidation::Ignore,
             Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "fieldValidation parameter unsupported: {other:?}"
-                )));
+                return Err(invalid_option(
+                    options_kind,
+                    Cause::not_supported(
+                        "fieldValidation",
+                        &Value::String(other.to_string()),
+                        &["Ignore", "Strict", "Warn"],
+                    ),
+                ));
             }
         };
         Ok(WriteOptions {
-            dry_run: self.dry_run()?,
+            dry_run: self.dry_run(options_kind)?,
             field_validation,
             field_manager: self.get("fieldManager").map(str::to_string),
+            duplicate_fields: Vec::new(),
         })
     }
 
@@ -184,7 +194,7 @@ impl Query {
     /// Delete options from the query (the body's DeleteOptions override them).
     pub fn delete_options(&self) -> Result<DeleteOptions, ApiError> {
         let mut opts = DeleteOptions {
-            dry_run: self.dry_run()?,
+            dry_run: self.dry_run("DeleteOptions")?,
             ..Default::default()
         };
         if let Some(p) = self.get("propagationPolicy") {
@@ -212,10 +222,21 @@ pub fn parse_propagation(p: &str) -> Result<Propagation, ApiError> {
         "Background" => Ok(Propagation::Background),
         "Foreground" => Ok(Propagation::Foreground),
         "Orphan" => Ok(Propagation::Orphan),
-        other => Err(ApiError::bad_request(format!(
-            "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
-        ))),
+        other => Err(invalid_option(
+            "DeleteOptions",
+            Cause::not_supported(
+                "propagationPolicy",
+                &Value::String(other.to_string()),
+                &["Foreground", "Background", "Orphan", "nil"],
+            ),
+        )),
     }
+}
+
+/// A 422 about request options, worded as Kubernetes words it
+/// (`CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: ...`).
+pub fn invalid_option(options_kind: &str, cause: Cause) -> ApiError {
+    ApiError::invalid("meta.k8s.io", options_kind, "", vec![cause])
 }
 
 /// What representation the client wants back.
@@ -374,9 +395,16 @@ mod tests {
         let list = q.list_options().unwrap();
         assert_eq!(list.labels.to_string(), "app=web");
         assert_eq!(list.fields.exact("metadata.name"), Some("x"));
-        let w = q.write_options().unwrap();
+        let w = q.write_options("CreateOptions").unwrap();
         assert!(w.dry_run);
         assert_eq!(w.field_validation, FieldValidation::Strict);
-        assert!(Query::parse(Some("dryRun=Some")).dry_run().is_err());
+        let err = Query::parse(Some("dryRun=Some"))
+            .dry_run("CreateOptions")
+            .unwrap_err();
+        assert_eq!(err.code, 422);
+        assert_eq!(
+            err.message,
+            "CreateOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: \"Some\": supported values: \"All\""
+        );
     }
 }
