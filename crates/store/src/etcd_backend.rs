@@ -196,8 +196,14 @@ fn txn_revision(resp: &TxnResponse) -> Result<Revision, StoreError> {
 }
 
 impl EtcdBackend {
-    /// Connect to the etcd cluster at `endpoints` (`http://host:port`) with default options.
+    /// Connect to the etcd cluster at `endpoints` (`http://host:port`, every member's, so that
+    /// requests move to the survivors when one fails) with default options.
+    ///
     /// With `prefix`, every key is stored under it, so maestro can share an etcd with others.
+    /// Ranges are by string prefix: with `/maestro`, a list of `/registry/` reads
+    /// `/maestro/registry/`, but a list of the empty prefix would also span a tenant at
+    /// `/maestro-b`. maestro's keys all start with `/registry/`, so only such whole-keyspace
+    /// reads are affected.
     pub async fn connect(endpoints: &[String], prefix: Option<String>) -> Result<Self, StoreError> {
         Self::connect_with(endpoints, prefix, EtcdOptions::default()).await
     }
