@@ -54,7 +54,8 @@ enum WriteOp {
 enum WriteOutcome {
     Revision(Revision),
     Deleted(Revision, KeyValue),
-    Compacted,
+    /// The compaction point after the request (never lower than before it).
+    Compacted(Revision),
 }
 
 struct WriteRequest {
@@ -289,8 +290,8 @@ fn writer_loop(
                             &mut rev,
                             &mut committed_events,
                         );
-                        if let (WriteOp::Compact { revision }, Ok(_)) = (&req.op, &outcome) {
-                            new_compacted = Some(*revision);
+                        if let Ok(WriteOutcome::Compacted(point)) = &outcome {
+                            new_compacted = Some(*point);
                         }
                         outcomes.push(outcome);
                     }
@@ -417,12 +418,15 @@ fn apply(
                 .map(|v| v.value())
                 .unwrap_or(0);
             let target = (*revision).min(*rev) as u64;
-            if target > old {
-                log.retain_in(..=target, |_, _| false)
-                    .map_err(backend_err)?;
-                meta.insert("compacted", target).map_err(backend_err)?;
+            if target <= old {
+                // Compacting to an older point changes nothing (and must not move the
+                // compaction point back, or watches would miss the deleted history).
+                return Ok(WriteOutcome::Compacted(old as Revision));
             }
-            Ok(WriteOutcome::Compacted)
+            log.retain_in(..=target, |_, _| false)
+                .map_err(backend_err)?;
+            meta.insert("compacted", target).map_err(backend_err)?;
+            Ok(WriteOutcome::Compacted(target as Revision))
         }
     }
 }
@@ -615,119 +619,13 @@ impl Backend for RedbBackend {
 mod tests {
     use super::*;
 
-    fn open() -> (tempfile::TempDir, RedbBackend) {
+    async fn open() -> (tempfile::TempDir, Arc<dyn Backend>) {
         let dir = tempfile::tempdir().unwrap();
         let store = RedbBackend::open(&dir.path().join("store.redb")).unwrap();
-        (dir, store)
+        (dir, Arc::new(store))
     }
 
-    #[tokio::test]
-    async fn create_update_delete_follow_revisions() {
-        let (_dir, store) = open();
-        let r1 = store
-            .create("/a/1", Bytes::from_static(b"one"))
-            .await
-            .unwrap();
-        assert_eq!(r1, 2, "an empty store is at revision 1");
-        assert_eq!(
-            store.create("/a/1", Bytes::from_static(b"x")).await,
-            Err(StoreError::AlreadyExists("/a/1".into()))
-        );
-        let r2 = store
-            .update("/a/1", Bytes::from_static(b"two"), r1)
-            .await
-            .unwrap();
-        assert!(r2 > r1);
-        assert!(matches!(
-            store.update("/a/1", Bytes::from_static(b"three"), r1).await,
-            Err(StoreError::Conflict { actual, .. }) if actual == r2
-        ));
-        let kv = store.get("/a/1").await.unwrap().unwrap();
-        assert_eq!(
-            (kv.value.as_ref(), kv.create_revision, kv.mod_revision),
-            (&b"two"[..], r1, r2)
-        );
-        assert!(matches!(
-            store.delete("/a/1", Some(r1)).await,
-            Err(StoreError::Conflict { .. })
-        ));
-        let (r3, deleted) = store.delete("/a/1", Some(r2)).await.unwrap();
-        assert_eq!(deleted.value.as_ref(), b"two");
-        assert_eq!(store.current_revision().await.unwrap(), r3);
-        assert_eq!(store.get("/a/1").await.unwrap(), None);
-        assert_eq!(
-            store.delete("/a/1", None).await,
-            Err(StoreError::NotFound("/a/1".into()))
-        );
-    }
-
-    #[tokio::test]
-    async fn list_is_by_prefix_in_key_order() {
-        let (_dir, store) = open();
-        for key in ["/p/b", "/p/a", "/q/a", "/p/c"] {
-            store
-                .create(key, Bytes::from(key.to_string()))
-                .await
-                .unwrap();
-        }
-        let (items, rev) = store.list("/p/").await.unwrap();
-        let keys: Vec<_> = items.iter().map(|kv| kv.key.as_str()).collect();
-        assert_eq!(keys, ["/p/a", "/p/b", "/p/c"]);
-        assert_eq!(rev, store.current_revision().await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn watch_replays_history_then_follows() {
-        let (_dir, store) = open();
-        let r1 = store
-            .create("/w/a", Bytes::from_static(b"1"))
-            .await
-            .unwrap();
-        store
-            .create("/x/ignored", Bytes::from_static(b"1"))
-            .await
-            .unwrap();
-        let r2 = store
-            .update("/w/a", Bytes::from_static(b"2"), r1)
-            .await
-            .unwrap();
-        let mut watch = store.watch("/w/", r1 - 1).await.unwrap();
-        let first = watch.next().await.unwrap().unwrap();
-        assert_eq!((first.kind, first.kv.mod_revision), (EventKind::Put, r1));
-        let second = watch.next().await.unwrap().unwrap();
-        assert_eq!(second.kv.mod_revision, r2);
-        let (r3, _) = store.delete("/w/a", None).await.unwrap();
-        let third = watch.next().await.unwrap().unwrap();
-        assert_eq!(
-            (third.kind, third.kv.mod_revision, third.kv.value.as_ref()),
-            (EventKind::Delete, r3, &b"2"[..])
-        );
-    }
-
-    #[tokio::test]
-    async fn compaction_expires_old_watches() {
-        let (_dir, store) = open();
-        let r1 = store
-            .create("/c/a", Bytes::from_static(b"1"))
-            .await
-            .unwrap();
-        let r2 = store
-            .update("/c/a", Bytes::from_static(b"2"), r1)
-            .await
-            .unwrap();
-        store.compact(r2).await.unwrap();
-        assert_eq!(store.compacted_revision().await.unwrap(), r2);
-        assert!(matches!(
-            store.watch("/c/", r1).await,
-            Err(StoreError::Compacted { .. })
-        ));
-        let mut watch = store.watch("/c/", r2).await.unwrap();
-        let r3 = store
-            .update("/c/a", Bytes::from_static(b"3"), r2)
-            .await
-            .unwrap();
-        assert_eq!(watch.next().await.unwrap().unwrap().kv.mod_revision, r3);
-    }
+    crate::conformance::backend_conformance_tests!(open());
 
     #[tokio::test]
     async fn state_survives_reopen() {
@@ -746,8 +644,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writers_share_commits() {
-        let (_dir, store) = open();
-        let store = Arc::new(store);
+        let (_dir, store) = open().await;
         let mut tasks = Vec::new();
         for i in 0..64 {
             let store = store.clone();
