@@ -56,10 +56,10 @@ def test_apply_conflicts_and_force(api_client, configmaps, namespace):
     st = status_of(err.value)
     assert st["reason"] == "Conflict"
     # Exactly one field is in dispute: data.a, held by alice.
-    assert st["message"] == 'Apply failed with 1 conflict: conflict with "alice": .data.a'
+    assert st["message"] == 'Apply failed with 1 conflict: conflict with "alice" using v1: .data.a'
     assert [(c["reason"], c["field"]) for c in st["details"]["causes"]] == [
         ("FieldManagerConflict", ".data.a")]
-    assert st["details"]["causes"][0]["message"] == 'conflict with "alice"'
+    assert st["details"]["causes"][0]["message"] == 'conflict with "alice" using v1'
 
     # A manager may apply a field nobody else owns without conflict.
     out = dyn.server_side_apply(configmaps, body=manifest("shared", {"b": "bob"}), namespace=namespace,

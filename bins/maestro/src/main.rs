@@ -46,6 +46,17 @@ struct ServerArgs {
     /// Seconds between store compactions (history older than one interval is dropped).
     #[arg(long, default_value_t = 300)]
     compaction_interval_seconds: u64,
+    /// etcd v3 endpoints (comma-separated `http://host:port`) to keep the cluster state in
+    /// instead of the embedded store; several servers on one etcd cluster make it highly
+    /// available.
+    #[arg(long = "etcd-servers", value_delimiter = ',')]
+    etcd_servers: Vec<String>,
+    /// Key prefix in etcd, so that several clusters can share one etcd.
+    #[arg(long, default_value = "/maestro")]
+    etcd_prefix: String,
+    /// Range of Service virtual IPs (ClusterIPs).
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,11 +78,25 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let store = if args.etcd_servers.is_empty() {
+        maestro_apiserver::StoreConfig::Embedded
+    } else {
+        maestro_apiserver::StoreConfig::Etcd {
+            endpoints: args.etcd_servers.clone(),
+            prefix: Some(args.etcd_prefix.clone()).filter(|p| !p.is_empty()),
+        }
+    };
+    let service_cidr = args
+        .service_cidr
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--service-cidr: {e}"))?;
     let config = maestro_apiserver::ApiServerConfig {
         data_dir: args.data_dir.clone(),
         bind: SocketAddr::new(args.bind_address, args.api_port),
         extra_sans: args.tls_san.clone(),
         compaction_interval: Duration::from_secs(args.compaction_interval_seconds.max(1)),
+        store,
+        service_cidr,
     };
     let server = maestro_apiserver::ApiServer::start(config)
         .await

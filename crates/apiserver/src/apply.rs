@@ -600,6 +600,10 @@ pub async fn apply(
         )));
     }
     let keys = crate::patch::list_keys_for(res);
+    let opts = &WriteOptions {
+        apply: true,
+        ..opts.clone()
+    };
     let exists = registry.get_stored(res, namespace, name).await.is_ok();
     if !exists && subresource.is_none() {
         let created = apply_to(&json!({}), &config, &manager, true, &keys)?;

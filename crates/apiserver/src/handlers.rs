@@ -126,7 +126,8 @@ pub async fn serve(
         (Method::GET, Some(name), None | Some("status")) => {
             if query.flag("watch") || path.watch_prefix {
                 let mut q = query.clone();
-                q.0.insert("fieldSelector".into(), format!("metadata.name={name}"));
+                q.params
+                    .insert("fieldSelector".into(), format!("metadata.name={name}"));
                 return watch::serve(registry.clone(), res, ns.map(str::to_string), &q, how).await;
             }
             let obj = registry.get(&res, ns, name).await?;

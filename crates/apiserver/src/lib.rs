@@ -18,6 +18,7 @@ pub mod registry;
 pub mod request;
 pub mod response;
 pub mod server;
+pub mod service_ips;
 pub mod tables;
 pub mod version;
 pub mod watch;
@@ -33,6 +34,18 @@ use tokio::net::TcpListener;
 pub use registry::Registry;
 pub use server::ApiState;
 
+/// Where the cluster state lives.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// The embedded redb file in the data directory (single server).
+    Embedded,
+    /// An etcd v3 cluster (several servers for high availability), with an optional key prefix.
+    Etcd {
+        endpoints: Vec<String>,
+        prefix: Option<String>,
+    },
+}
+
 /// How to run the API server.
 #[derive(Debug, Clone)]
 pub struct ApiServerConfig {
@@ -42,6 +55,9 @@ pub struct ApiServerConfig {
     pub extra_sans: Vec<String>,
     /// How often store history is compacted.
     pub compaction_interval: std::time::Duration,
+    pub store: StoreConfig,
+    /// Virtual IPs of Services come from here; the first is the `kubernetes` Service's.
+    pub service_cidr: service_ips::Cidr,
 }
 
 /// Why the server could not start.
@@ -74,10 +90,16 @@ impl ApiServer {
             source,
         })?;
         let credentials = pki::ensure(&config.data_dir, &config.extra_sans)?;
-        let backend: Arc<dyn Backend> =
-            Arc::new(RedbBackend::open(&config.data_dir.join("store.redb"))?);
+        let backend: Arc<dyn Backend> = match &config.store {
+            StoreConfig::Embedded => {
+                Arc::new(RedbBackend::open(&config.data_dir.join("store.redb"))?)
+            }
+            StoreConfig::Etcd { endpoints, prefix } => {
+                Arc::new(maestro_store::EtcdBackend::connect(endpoints, prefix.clone()).await?)
+            }
+        };
         maestro_store::spawn_compactor(backend.clone(), config.compaction_interval);
-        let registry = Registry::new(backend).await?;
+        let registry = Registry::new(backend, config.service_cidr).await?;
         bootstrap::ensure_system_namespaces(&registry).await?;
         let listener =
             TcpListener::bind(config.bind)
@@ -99,6 +121,7 @@ impl ApiServer {
         };
         let url = format!("https://{host}:{}", address.port());
         let kubeconfig = pki::write_kubeconfig(&config.data_dir, &credentials, &url)?;
+        bootstrap::ensure_kubernetes_service(&registry, &host, address.port()).await?;
         let tls = server::tls_config(&credentials.server_cert_pem, &credentials.server_key_pem)?;
         let state = Arc::new(ApiState {
             registry,

@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use crate::conversion;
 use crate::crd::{self, CustomResources};
 use crate::object::{self, StoredObject};
+use crate::service_ips::{self, Cidr};
 
 /// A served resource: its description and, for custom resources, what their CRD says.
 #[derive(Debug, Clone)]
@@ -68,6 +69,20 @@ pub struct WriteOptions {
     pub field_manager: Option<String>,
     /// Keys the request body repeated (found while decoding it; reported like unknown fields).
     pub duplicate_fields: Vec<String>,
+    /// Who makes a non-apply write, for `managedFields`: `fieldManager`, or the client's
+    /// User-Agent product as Kubernetes defaults it.
+    pub manager: Option<String>,
+    /// The write is a server-side apply, which records its own managed fields.
+    pub apply: bool,
+}
+
+impl WriteOptions {
+    fn manager_name(&self) -> &str {
+        self.field_manager
+            .as_deref()
+            .or(self.manager.as_deref())
+            .unwrap_or("unknown")
+    }
 }
 
 /// What happens to dependents when an owner is deleted.
@@ -128,6 +143,9 @@ impl Deleted {
     }
 }
 
+/// Namespaces that can never be deleted (Kubernetes' NamespaceLifecycle admission).
+const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
 /// Most attempts of a read-modify-write that keeps losing races.
 const MAX_UPDATE_ATTEMPTS: usize = 16;
 
@@ -146,6 +164,9 @@ pub struct Registry {
     backend: Arc<dyn Backend>,
     cache: Arc<WatchCache<StoredObject>>,
     custom: RwLock<Option<Arc<CustomResources>>>,
+    service_cidr: Cidr,
+    /// Serializes Service creation so that two Services never pick the same ClusterIP.
+    service_ips: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -170,16 +191,25 @@ fn random_suffix() -> [u8; 5] {
 
 impl Registry {
     /// Build the registry over a backend: loads the watch cache.
-    pub async fn new(backend: Arc<dyn Backend>) -> Result<Arc<Registry>, StoreError> {
+    pub async fn new(
+        backend: Arc<dyn Backend>,
+        service_cidr: Cidr,
+    ) -> Result<Arc<Registry>, StoreError> {
         let decode: maestro_store::watch_cache::DecodeFn<StoredObject> = Arc::new(object::decode);
         let cache = WatchCache::start(backend.clone(), "/registry/", decode, 10_000).await?;
         let registry = Arc::new(Registry {
             backend,
             cache,
             custom: RwLock::new(None),
+            service_cidr,
+            service_ips: tokio::sync::Mutex::new(()),
         });
         registry.clone().spawn_crd_tracker();
         Ok(registry)
+    }
+
+    pub fn service_cidr(&self) -> Cidr {
+        self.service_cidr
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -551,6 +581,113 @@ impl Registry {
         }
     }
 
+    /// Kubernetes' ServiceAccount admission: a pod runs as an existing ServiceAccount, and
+    /// unless it (or its account) opts out, gets the projected `kube-api-access-*` volume with
+    /// the account's token, the cluster CA and its namespace, mounted in every container.
+    async fn admit_service_account(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        pod: &mut Value,
+    ) -> Result<(), ApiError> {
+        if res.custom.is_some() || res.info.kind != "Pod" || !res.info.group.is_empty() {
+            return Ok(());
+        }
+        let (Some(ns), Some(account)) = (
+            namespace,
+            pod.pointer("/spec/serviceAccountName")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        ) else {
+            return Ok(());
+        };
+        let accounts = resources::find_builtin("", "v1", "serviceaccounts").expect("built in");
+        let key = accounts.key(Some(ns), &account);
+        // The namespace controller creates `default` right after the namespace: give it a moment.
+        let patience = if account == "default" { 40 } else { 1 };
+        let mut found = None;
+        for attempt in 0..patience {
+            if let Some((sa, _)) = self.cache.get(&key) {
+                found = Some(sa);
+                break;
+            }
+            if attempt + 1 < patience {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+        let Some(sa) = found else {
+            return Err(ApiError::forbidden(format!(
+                "pods \"{name}\" is forbidden: error looking up service account {ns}/{account}: serviceaccount \"{account}\" not found"
+            )));
+        };
+        let automount = pod
+            .pointer("/spec/automountServiceAccountToken")
+            .and_then(Value::as_bool)
+            .or_else(|| {
+                sa.value()
+                    .get("automountServiceAccountToken")
+                    .and_then(Value::as_bool)
+            })
+            .unwrap_or(true);
+        let has_volume = pod
+            .pointer("/spec/volumes")
+            .and_then(Value::as_array)
+            .is_some_and(|v| {
+                v.iter().any(|v| {
+                    v["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("kube-api-access-"))
+                })
+            });
+        if !automount || has_volume {
+            return Ok(());
+        }
+        let volume_name = meta::generated_name("kube-api-access-", random_suffix());
+        let volume = json!({
+            "name": volume_name,
+            "projected": {
+                "defaultMode": 420,
+                "sources": [
+                    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+                ]
+            }
+        });
+        let spec = pod
+            .get_mut("spec")
+            .and_then(Value::as_object_mut)
+            .expect("pods have a spec");
+        let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+        if let Some(list) = volumes.as_array_mut() {
+            list.push(volume);
+        }
+        let mount = json!({"name": volume_name, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true});
+        for list in ["initContainers", "containers"] {
+            for container in spec
+                .get_mut(list)
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                let mounts = container
+                    .as_object_mut()
+                    .expect("containers are objects")
+                    .entry("volumeMounts")
+                    .or_insert_with(|| json!([]));
+                let taken = mounts.as_array().is_some_and(|m| {
+                    m.iter()
+                        .any(|m| m["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount")
+                });
+                if !taken && let Some(m) = mounts.as_array_mut() {
+                    m.push(mount.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Create an object.
     pub async fn create(
         &self,
@@ -599,8 +736,44 @@ impl Registry {
             ));
         }
         self.check_namespace(res, namespace).await?;
+        if let Some(custom) = &res.custom {
+            let crds =
+                resources::find_builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+                    .expect("CRDs are built in");
+            if self
+                .cache
+                .get(&crds.key(None, &custom.crd_name))
+                .is_some_and(|(crd, _)| crd.deleting)
+            {
+                return Err(ApiError::method_not_allowed(
+                    "create not allowed while custom resource definition is terminating",
+                ));
+            }
+        }
         let timestamp = now();
         prepare_for_create(res, &mut obj, timestamp);
+        let is_service =
+            res.custom.is_none() && res.info.group.is_empty() && res.info.kind == "Service";
+        // Held until the Service is stored: the next allocation must see this one.
+        let _service_ips = if is_service {
+            Some(self.service_ips.lock().await)
+        } else {
+            None
+        };
+        if is_service {
+            self.cache.fresh().await.map_err(store_error)?;
+            let (services, _) = self.cache.list(&res.info.storage_prefix());
+            let values: Vec<Value> = services.iter().map(|s| s.value()).collect();
+            let used = service_ips::used_addresses(values.iter());
+            let name = meta::name(&obj).to_string();
+            let spec = obj
+                .as_object_mut()
+                .expect("admitted objects are JSON objects")
+                .entry("spec")
+                .or_insert_with(|| json!({}));
+            service_ips::assign(&self.service_cidr, spec, &used, rand::random())
+                .map_err(|causes| service_ips::allocation_error(&name, causes))?;
+        }
         let base = obj;
         // A generated name may collide; Kubernetes returns the conflict, we retry a few times.
         for attempt in 0..8 {
@@ -629,8 +802,14 @@ impl Registry {
             }
             // Defaults come last: some derive from the name and uid (Job selectors).
             maestro_api::defaults::apply_defaults(res.storage_group(), &res.info.kind, &mut obj);
-            self.validate(res, &obj, None)?;
+            if !opts.apply {
+                let keys = crate::patch::list_keys_for(res);
+                crate::apply::record_update(None, &mut obj, opts.manager_name(), None, &keys);
+            }
             let name = meta::name(&obj).to_string();
+            self.admit_service_account(res, namespace, &name, &mut obj)
+                .await?;
+            self.validate(res, &obj, None)?;
             if opts.dry_run {
                 let key = res.info.key(namespace, &name);
                 self.cache.fresh().await.map_err(store_error)?;
@@ -747,6 +926,16 @@ impl Registry {
             let mut new = self.admit_body(res, requested, opts, &mut warnings)?;
             prepare_for_update(res, &mut new, &old, subresource);
             maestro_api::defaults::apply_defaults(res.storage_group(), &res.info.kind, &mut new);
+            if !opts.apply {
+                let keys = crate::patch::list_keys_for(res);
+                crate::apply::record_update(
+                    Some(&old),
+                    &mut new,
+                    opts.manager_name(),
+                    subresource,
+                    &keys,
+                );
+            }
             self.validate(res, &new, Some(&old))?;
             // Deletion completes when the last finalizer is removed.
             let finished = meta::deletion_timestamp(&new).is_some()
@@ -804,6 +993,14 @@ impl Registry {
         name: &str,
         opts: &DeleteOptions,
     ) -> Result<Deleted, ApiError> {
+        if res.custom.is_none()
+            && res.info.kind == "Namespace"
+            && IMMORTAL_NAMESPACES.contains(&name)
+        {
+            return Err(ApiError::forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            )));
+        }
         let key = res.info.key(namespace, name);
         for _ in 0..MAX_UPDATE_ATTEMPTS {
             self.cache.fresh().await.map_err(store_error)?;
@@ -1101,6 +1298,17 @@ fn prepare_for_update(res: &Resource, new: &mut Value, old: &Value, subresource:
                         map.remove("status");
                     }
                 }
+            }
+        }
+    }
+    if res.custom.is_none() && res.info.group.is_empty() && res.info.kind == "Service" {
+        // Clients replacing a Service rarely repeat the allocated address: keep it.
+        for field in ["clusterIP", "clusterIPs"] {
+            let given = new
+                .pointer(&format!("/spec/{field}"))
+                .is_some_and(|v| !v.is_null() && v != "");
+            if !given && let Some(value) = old.pointer(&format!("/spec/{field}")) {
+                meta::set_path(new, &format!("spec.{field}"), value.clone());
             }
         }
     }

@@ -125,21 +125,26 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_else(|| s.to_string())
 }
 
-/// The query string as a map (the last value of a repeated key wins).
+/// The query string as a map (the last value of a repeated key wins), plus the field manager a
+/// client without `fieldManager` gets.
 #[derive(Debug, Clone, Default)]
-pub struct Query(pub HashMap<String, String>);
+pub struct Query {
+    pub params: HashMap<String, String>,
+    pub default_manager: Option<String>,
+}
 
 impl Query {
     pub fn parse(query: Option<&str>) -> Query {
-        Query(
-            form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        Query {
+            params: form_urlencoded::parse(query.unwrap_or_default().as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect(),
-        )
+            default_manager: None,
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        self.params.get(key).map(String::as_str)
     }
 
     pub fn flag(&self, key: &str) -> bool {
@@ -180,6 +185,8 @@ impl Query {
             field_validation,
             field_manager: self.get("fieldManager").map(str::to_string),
             duplicate_fields: Vec::new(),
+            manager: self.default_manager.clone(),
+            apply: false,
         })
     }
 

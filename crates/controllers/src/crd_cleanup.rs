@@ -48,13 +48,10 @@ impl Reconciler for CrdCleanup {
                 return Ok(());
             };
             let crd = stored.value();
-            if meta::deletion_timestamp(&crd).is_none()
-                || !meta::finalizers(&crd)
-                    .iter()
-                    .any(|f| f == CLEANUP_FINALIZER)
-            {
+            if !stored.deleting || !stored.finalizers.iter().any(|f| f == CLEANUP_FINALIZER) {
                 return Ok(());
             }
+            mark_terminating(registry, &stored.name, &crd).await?;
             let group = crd
                 .pointer("/spec/group")
                 .and_then(Value::as_str)
@@ -82,7 +79,8 @@ impl Reconciler for CrdCleanup {
                 }
             }
             if !items.is_empty() {
-                return Ok(());
+                // Retried shortly: the objects' own finalizers may still hold them.
+                return Err(format!("{} custom objects remain", items.len()));
             }
             let result = registry
                 .read_modify_write(
@@ -112,6 +110,56 @@ impl Reconciler for CrdCleanup {
                 Err(err) => Err(err.message),
             }
         })
+    }
+}
+
+/// Report the deletion on the CRD, as Kubernetes does with a `Terminating` condition.
+async fn mark_terminating(registry: &Registry, name: &str, crd: &Value) -> Result<(), String> {
+    let already = crd
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Terminating" && c["status"] == "True")
+        });
+    if already {
+        return Ok(());
+    }
+    let condition = json!({
+        "type": "Terminating",
+        "status": "True",
+        "reason": "InstanceDeletionInProgress",
+        "message": "CustomResource deletion is in progress",
+        "lastTransitionTime": meta::format_time(jiff::Timestamp::now()),
+    });
+    let result = registry
+        .read_modify_write(
+            &crds(),
+            None,
+            name,
+            None,
+            &WriteOptions::default(),
+            |current| {
+                let mut next = current.clone();
+                let conditions = next["status"]["conditions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let mut conditions: Vec<Value> = conditions
+                    .into_iter()
+                    .filter(|c| c["type"] != "Terminating")
+                    .collect();
+                conditions.push(condition.clone());
+                next["status"]["conditions"] = json!(conditions);
+                Ok(next)
+            },
+            Some("status"),
+        )
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if err.code == 404 => Ok(()),
+        Err(err) => Err(err.message),
     }
 }
 

@@ -236,6 +236,27 @@ impl Reconciler for GarbageCollector {
                     Self::delete(registry, key, Propagation::Background, &uid).await?;
                 }
             } else {
+                // References to owners that are gone are dropped while others remain.
+                let absent: Vec<String> = owners
+                    .iter()
+                    .filter(|o| !self.keys_by_uid.contains_key(*o))
+                    .cloned()
+                    .collect();
+                if !absent.is_empty() {
+                    Self::edit(registry, key, move |d| {
+                        if let Some(refs) = d
+                            .pointer_mut("/metadata/ownerReferences")
+                            .and_then(Value::as_array_mut)
+                        {
+                            refs.retain(|r| {
+                                r.get("uid")
+                                    .and_then(Value::as_str)
+                                    .is_none_or(|u| !absent.iter().any(|a| a == u))
+                            });
+                        }
+                    })
+                    .await?;
+                }
                 // An owner being deleted in the foreground takes its dependents with it.
                 let foreground_owner =
                     owners

@@ -104,13 +104,22 @@ impl Namespaces {
         Ok(())
     }
 
-    /// Delete the namespace's contents; true once nothing is left.
-    async fn empty(&self, registry: &Registry, ns: &str) -> Result<bool, String> {
-        let mut remaining = 0;
+    /// Delete the namespace's contents and report what is left.
+    async fn empty(&self, registry: &Registry, ns: &str) -> Result<Remaining, String> {
+        let mut remaining = Remaining::default();
         for res in namespaced_resources(registry) {
             let (items, _) = registry.cache().list(&res.info.namespace_prefix(Some(ns)));
+            if items.is_empty() {
+                continue;
+            }
+            remaining.resources.push((
+                format!("{}.{}", res.info.plural, res.info.group),
+                items.len(),
+            ));
             for item in items {
-                remaining += 1;
+                for finalizer in &item.finalizers {
+                    *remaining.finalizers.entry(finalizer.clone()).or_default() += 1;
+                }
                 if item.deleting {
                     continue;
                 }
@@ -125,7 +134,136 @@ impl Namespaces {
                 }
             }
         }
-        Ok(remaining == 0)
+        Ok(remaining)
+    }
+}
+
+/// What still holds a terminating namespace.
+#[derive(Debug, Default)]
+struct Remaining {
+    /// (`plural.group`, count)
+    resources: Vec<(String, usize)>,
+    /// finalizer → objects carrying it
+    finalizers: std::collections::BTreeMap<String, usize>,
+}
+
+impl Remaining {
+    fn is_empty(&self) -> bool {
+        self.resources.is_empty()
+    }
+
+    /// The deletion conditions Kubernetes reports on a terminating namespace.
+    fn conditions(&self, now: &str) -> Vec<Value> {
+        let condition = |kind: &str, status: bool, reason: &str, message: String| {
+            json!({"type": kind, "status": if status { "True" } else { "False" }, "reason": reason,
+                   "message": message, "lastTransitionTime": now})
+        };
+        let content = if self.resources.is_empty() {
+            condition(
+                "NamespaceContentRemaining",
+                false,
+                "ContentRemoved",
+                "All content successfully removed".into(),
+            )
+        } else {
+            let list: Vec<String> = self
+                .resources
+                .iter()
+                .map(|(r, n)| format!("{r} has {n} resource instances"))
+                .collect();
+            condition(
+                "NamespaceContentRemaining",
+                true,
+                "SomeResourcesRemain",
+                format!("Some resources are remaining: {}", list.join(", ")),
+            )
+        };
+        let finalizers = if self.finalizers.is_empty() {
+            condition(
+                "NamespaceFinalizersRemaining",
+                false,
+                "ContentHasNoFinalizers",
+                "All content-preserving finalizers finished".into(),
+            )
+        } else {
+            let list: Vec<String> = self
+                .finalizers
+                .iter()
+                .map(|(f, n)| format!("{f} in {n} resource instances"))
+                .collect();
+            condition(
+                "NamespaceFinalizersRemaining",
+                true,
+                "SomeFinalizersRemain",
+                format!(
+                    "Some content in the namespace has finalizers remaining: {}",
+                    list.join(", ")
+                ),
+            )
+        };
+        vec![
+            condition(
+                "NamespaceDeletionDiscoveryFailure",
+                false,
+                "ResourcesDiscovered",
+                "All resources successfully discovered".into(),
+            ),
+            condition(
+                "NamespaceDeletionGroupVersionParsingFailure",
+                false,
+                "ParsedGroupVersions",
+                "All legacy kube types successfully parsed".into(),
+            ),
+            condition(
+                "NamespaceDeletionContentFailure",
+                false,
+                "ContentDeleted",
+                "All content successfully deleted, may be waiting on finalization".into(),
+            ),
+            content,
+            finalizers,
+        ]
+    }
+}
+
+/// Write the deletion conditions when their substance changed (times aside).
+async fn report(registry: &Registry, name: &str, conditions: Vec<Value>) -> Result<(), String> {
+    let without_time = |list: &[Value]| -> Vec<Value> {
+        list.iter()
+            .map(|c| {
+                let mut c = c.clone();
+                if let Some(m) = c.as_object_mut() {
+                    m.remove("lastTransitionTime");
+                }
+                c
+            })
+            .collect()
+    };
+    let result = registry
+        .read_modify_write(
+            &namespaces(),
+            None,
+            name,
+            None,
+            &WriteOptions::default(),
+            |current| {
+                let existing = current["status"]["conditions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let mut next = current.clone();
+                if without_time(&existing) != without_time(&conditions) {
+                    next["status"]["conditions"] = json!(conditions);
+                }
+                Ok(next)
+            },
+            Some("status"),
+        )
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if err.code == 404 => Ok(()),
+        Err(err) => Err(err.message),
     }
 }
 
@@ -176,7 +314,10 @@ impl Reconciler for Namespaces {
             if !stored.deleting {
                 return self.ensure(registry, &name).await;
             }
-            if !self.empty(registry, &name).await? {
+            let remaining = self.empty(registry, &name).await?;
+            let now = maestro_api::meta::format_time(jiff::Timestamp::now());
+            report(registry, &name, remaining.conditions(&now)).await?;
+            if !remaining.is_empty() {
                 // Deletions still in flight: the events of their removal bring us back.
                 return Ok(());
             }
