@@ -1,0 +1,19 @@
+# Shared by scripts/up and scripts/test: install Debian packages that are missing (as root).
+# Building needs protoc and the well-known .proto files (the etcd-client crate compiles its gRPC
+# definitions); the tests also run real etcd servers.
+BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev)
+TEST_PACKAGES=(etcd-server etcd-client)
+
+install_packages() {
+  local missing=()
+  local p
+  for p in "$@"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
