@@ -8,11 +8,12 @@ use maestro_api::{meta, resources};
 use maestro_apiserver::Registry;
 use maestro_apiserver::crd::CLEANUP_FINALIZER;
 use maestro_apiserver::object::StoredObject;
-use maestro_apiserver::registry::{DeleteOptions, Resource, WriteOptions};
+use maestro_apiserver::registry::Resource;
 use maestro_store::CacheEvent;
 use serde_json::{Value, json};
 
 use crate::queue::{self, Reconciler};
+use crate::writes;
 
 struct CrdCleanup;
 
@@ -64,51 +65,22 @@ impl Reconciler for CrdCleanup {
             let (items, _) = registry.cache().list(&prefix);
             if let Some(res) = registry.custom_resources().find_storage(group, plural) {
                 for item in &items {
-                    let opts = DeleteOptions {
-                        precondition_uid: Some(item.uid.clone()),
-                        ..Default::default()
-                    };
-                    match registry
-                        .delete(&res, item.namespace.as_deref(), &item.name, &opts)
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(err) if err.code == 404 || err.code == 409 => {}
-                        Err(err) => return Err(err.message),
-                    }
+                    writes::delete(
+                        registry,
+                        &res,
+                        item.namespace.as_deref(),
+                        &item.name,
+                        &item.uid,
+                        None,
+                    )
+                    .await?;
                 }
             }
             if !items.is_empty() {
                 // Retried shortly: the objects' own finalizers may still hold them.
                 return Err(format!("{} custom objects remain", items.len()));
             }
-            let result = registry
-                .read_modify_write(
-                    &crds(),
-                    None,
-                    &stored.name,
-                    None,
-                    &WriteOptions::default(),
-                    |current| {
-                        let mut next = current.clone();
-                        let remaining: Vec<String> = meta::finalizers(current)
-                            .into_iter()
-                            .filter(|f| f != CLEANUP_FINALIZER)
-                            .collect();
-                        meta::metadata_mut(&mut next).insert("finalizers".into(), json!(remaining));
-                        if remaining.is_empty() {
-                            meta::metadata_mut(&mut next).remove("finalizers");
-                        }
-                        Ok(next)
-                    },
-                    None,
-                )
-                .await;
-            match result {
-                Ok(_) => Ok(()),
-                Err(err) if err.code == 404 => Ok(()),
-                Err(err) => Err(err.message),
-            }
+            writes::remove_finalizer(registry, key, CLEANUP_FINALIZER).await
         })
     }
 }
@@ -132,35 +104,19 @@ async fn mark_terminating(registry: &Registry, name: &str, crd: &Value) -> Resul
         "message": "CustomResource deletion is in progress",
         "lastTransitionTime": meta::format_time(jiff::Timestamp::now()),
     });
-    let result = registry
-        .read_modify_write(
-            &crds(),
-            None,
-            name,
-            None,
-            &WriteOptions::default(),
-            |current| {
-                let mut next = current.clone();
-                let conditions = next["status"]["conditions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                let mut conditions: Vec<Value> = conditions
-                    .into_iter()
-                    .filter(|c| c["type"] != "Terminating")
-                    .collect();
-                conditions.push(condition.clone());
-                next["status"]["conditions"] = json!(conditions);
-                Ok(next)
-            },
-            Some("status"),
-        )
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(err) if err.code == 404 => Ok(()),
-        Err(err) => Err(err.message),
-    }
+    writes::edit(registry, &crds(), None, name, Some("status"), |next| {
+        let conditions = next["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut conditions: Vec<Value> = conditions
+            .into_iter()
+            .filter(|c| c["type"] != "Terminating")
+            .collect();
+        conditions.push(condition.clone());
+        next["status"]["conditions"] = json!(conditions);
+    })
+    .await
 }
 
 /// Run the CRD cleanup controller.

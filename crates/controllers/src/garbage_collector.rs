@@ -13,11 +13,12 @@ use std::time::Duration;
 use maestro_api::meta;
 use maestro_apiserver::Registry;
 use maestro_apiserver::object::StoredObject;
-use maestro_apiserver::registry::{DeleteOptions, Propagation, WriteOptions};
+use maestro_apiserver::registry::Propagation;
 use maestro_store::{CacheEvent, CacheEventKind};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::queue::{self, Reconciler};
+use crate::writes;
 
 const FOREGROUND: &str = "foregroundDeletion";
 const ORPHAN: &str = "orphan";
@@ -55,73 +56,19 @@ impl GarbageCollector {
         propagation: Propagation,
         uid: &str,
     ) -> Result<(), String> {
-        let Some(res) = registry.resource_for_key(key) else {
+        let (Some(res), Some((obj, _))) =
+            (registry.resource_for_key(key), registry.cache().get(key))
+        else {
             return Ok(());
         };
-        let Some((obj, _)) = registry.cache().get(key) else {
-            return Ok(());
-        };
-        let opts = DeleteOptions {
-            propagation: Some(propagation),
-            precondition_uid: Some(uid.to_string()),
-            ..Default::default()
-        };
-        match registry
-            .delete(&res, obj.namespace.as_deref(), &obj.name, &opts)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) if err.code == 404 || err.code == 409 => Ok(()),
-            Err(err) => Err(err.message),
-        }
-    }
-
-    async fn edit(registry: &Registry, key: &str, edit: impl Fn(&mut Value)) -> Result<(), String> {
-        let Some(res) = registry.resource_for_key(key) else {
-            return Ok(());
-        };
-        let Some((obj, _)) = registry.cache().get(key) else {
-            return Ok(());
-        };
-        let result = registry
-            .read_modify_write(
-                &res,
-                obj.namespace.as_deref(),
-                &obj.name,
-                None,
-                &WriteOptions::default(),
-                |current| {
-                    let mut next = current.clone();
-                    edit(&mut next);
-                    Ok(next)
-                },
-                None,
-            )
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if err.code == 404 => Ok(()),
-            Err(err) => Err(err.message),
-        }
-    }
-
-    async fn remove_finalizer(
-        registry: &Registry,
-        key: &str,
-        finalizer: &str,
-    ) -> Result<(), String> {
-        Self::edit(registry, key, |obj| {
-            let remaining: Vec<String> = meta::finalizers(obj)
-                .into_iter()
-                .filter(|f| f != finalizer)
-                .collect();
-            let metadata = meta::metadata_mut(obj);
-            if remaining.is_empty() {
-                metadata.remove("finalizers");
-            } else {
-                metadata.insert("finalizers".into(), json!(remaining));
-            }
-        })
+        writes::delete(
+            registry,
+            &res,
+            obj.namespace.as_deref(),
+            &obj.name,
+            uid,
+            Some(propagation),
+        )
         .await
     }
 }
@@ -192,7 +139,7 @@ impl Reconciler for GarbageCollector {
                 if finalizers.iter().any(|f| f == ORPHAN) {
                     for dependent in self.dependents_of(&uid) {
                         let owner = uid.clone();
-                        Self::edit(registry, &dependent, move |d| {
+                        writes::edit_key(registry, &dependent, move |d| {
                             if let Some(refs) = d
                                 .pointer_mut("/metadata/ownerReferences")
                                 .and_then(Value::as_array_mut)
@@ -207,7 +154,7 @@ impl Reconciler for GarbageCollector {
                         })
                         .await?;
                     }
-                    return Self::remove_finalizer(registry, key, ORPHAN).await;
+                    return writes::remove_finalizer(registry, key, ORPHAN).await;
                 }
                 if finalizers.iter().any(|f| f == FOREGROUND) {
                     let dependents = self.dependents_of(&uid);
@@ -225,7 +172,7 @@ impl Reconciler for GarbageCollector {
                         .filter(|d| registry.cache().get(d).is_some())
                         .count();
                     if remaining == 0 {
-                        return Self::remove_finalizer(registry, key, FOREGROUND).await;
+                        return writes::remove_finalizer(registry, key, FOREGROUND).await;
                     }
                     return Ok(());
                 }
@@ -243,7 +190,7 @@ impl Reconciler for GarbageCollector {
                     .cloned()
                     .collect();
                 if !absent.is_empty() {
-                    Self::edit(registry, key, move |d| {
+                    writes::edit_key(registry, key, move |d| {
                         if let Some(refs) = d
                             .pointer_mut("/metadata/ownerReferences")
                             .and_then(Value::as_array_mut)

@@ -9,6 +9,7 @@ mod crd_cleanup;
 mod garbage_collector;
 mod namespaces;
 mod queue;
+mod writes;
 
 use std::sync::Arc;
 

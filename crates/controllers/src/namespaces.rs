@@ -9,11 +9,12 @@ use std::time::Duration;
 use maestro_api::resources;
 use maestro_apiserver::Registry;
 use maestro_apiserver::object::{StoredObject, key_resource};
-use maestro_apiserver::registry::{DeleteOptions, Resource, WriteOptions};
+use maestro_apiserver::registry::{Resource, WriteOptions};
 use maestro_store::{CacheEvent, CacheEventKind};
 use serde_json::{Value, json};
 
 use crate::queue::{self, Reconciler};
+use crate::writes;
 
 const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
 
@@ -82,22 +83,10 @@ impl Namespaces {
                 .await?;
             }
             Some((existing, _)) if existing.value().get("data") != Some(&data) => {
-                let result = registry
-                    .read_modify_write(
-                        &cm,
-                        Some(ns),
-                        ROOT_CA_CONFIGMAP,
-                        None,
-                        &WriteOptions::default(),
-                        |current| {
-                            let mut next = current.clone();
-                            next["data"] = data.clone();
-                            Ok(next)
-                        },
-                        None,
-                    )
-                    .await;
-                result.map(|_| ()).map_err(|e| e.message)?;
+                writes::edit(registry, &cm, Some(ns), ROOT_CA_CONFIGMAP, None, |next| {
+                    next["data"] = data.clone();
+                })
+                .await?;
             }
             Some(_) => {}
         }
@@ -123,15 +112,7 @@ impl Namespaces {
                 if item.deleting {
                     continue;
                 }
-                let opts = DeleteOptions {
-                    precondition_uid: Some(item.uid.clone()),
-                    ..Default::default()
-                };
-                match registry.delete(&res, Some(ns), &item.name, &opts).await {
-                    Ok(_) => {}
-                    Err(err) if err.code == 404 || err.code == 409 => {}
-                    Err(err) => return Err(err.message),
-                }
+                writes::delete(registry, &res, Some(ns), &item.name, &item.uid, None).await?;
             }
         }
         Ok(remaining)
@@ -239,32 +220,23 @@ async fn report(registry: &Registry, name: &str, conditions: Vec<Value>) -> Resu
             })
             .collect()
     };
-    let result = registry
-        .read_modify_write(
-            &namespaces(),
-            None,
-            name,
-            None,
-            &WriteOptions::default(),
-            |current| {
-                let existing = current["status"]["conditions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                let mut next = current.clone();
-                if without_time(&existing) != without_time(&conditions) {
-                    next["status"]["conditions"] = json!(conditions);
-                }
-                Ok(next)
-            },
-            Some("status"),
-        )
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(err) if err.code == 404 => Ok(()),
-        Err(err) => Err(err.message),
-    }
+    writes::edit(
+        registry,
+        &namespaces(),
+        None,
+        name,
+        Some("status"),
+        |next| {
+            let existing = next["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if without_time(&existing) != without_time(&conditions) {
+                next["status"]["conditions"] = json!(conditions);
+            }
+        },
+    )
+    .await
 }
 
 impl Reconciler for Namespaces {
@@ -321,32 +293,15 @@ impl Reconciler for Namespaces {
                 // Deletions still in flight: the events of their removal bring us back.
                 return Ok(());
             }
-            let res = namespaces();
-            let result = registry
-                .read_modify_write(
-                    &res,
-                    None,
-                    &name,
-                    None,
-                    &WriteOptions::default(),
-                    |current| {
-                        let mut next = current.clone();
-                        if let Some(list) = next
-                            .pointer_mut("/spec/finalizers")
-                            .and_then(Value::as_array_mut)
-                        {
-                            list.retain(|f| f != "kubernetes");
-                        }
-                        Ok(next)
-                    },
-                    None,
-                )
-                .await;
-            match result {
-                Ok(_) => Ok(()),
-                Err(err) if err.code == 404 => Ok(()),
-                Err(err) => Err(err.message),
-            }
+            writes::edit(registry, &namespaces(), None, &name, None, |next| {
+                if let Some(list) = next
+                    .pointer_mut("/spec/finalizers")
+                    .and_then(Value::as_array_mut)
+                {
+                    list.retain(|f| f != "kubernetes");
+                }
+            })
+            .await
         })
     }
 }
