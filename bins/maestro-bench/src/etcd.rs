@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::Config;
 use crate::payload;
-use crate::procs::{Server, free_port};
+use crate::procs::{CpuMeter, Server, free_port};
 use crate::report::{Fanout, ListStat, Point, Results};
 use crate::stats::{self, Sampler, Samples};
 
@@ -165,6 +165,7 @@ pub async fn run(etcd: &str, cfg: &Config, pods: &[Bytes]) -> anyhow::Result<Res
         create(kv, format!("{PODS}pod-{i:05}"), value)
     })
     .await?;
+    rss.push((Point::PodsCreated, server.rss_kib()?));
 
     crate::progress("etcd: range");
     let mut runs = Samples::default();
@@ -190,13 +191,15 @@ pub async fn run(etcd: &str, cfg: &Config, pods: &[Bytes]) -> anyhow::Result<Res
             .map(|kv| kv.key().len() + kv.value().len())
             .sum();
     }
-    rss.push((Point::WithPods, server.rss_kib()?));
+    rss.push((Point::AfterJsonLists, server.rss_kib()?));
 
     crate::progress(&format!(
         "etcd: {} creates by {} clients, GET beside them",
         cfg.creates, cfg.clients
     ));
-    let sampler = Sampler::start(kv(&endpoint).await?, get_op);
+    let reader_endpoint = endpoint.clone();
+    let sampler = Sampler::start(move || async move { kv(&reader_endpoint).await }, get_op)?;
+    let meter = CpuMeter::start(&server)?;
     let creates = stats::drive(clients, cfg.creates, |kv, i| {
         let name = format!("cm-{i:06}");
         create(
@@ -206,7 +209,8 @@ pub async fn run(etcd: &str, cfg: &Config, pods: &[Bytes]) -> anyhow::Result<Res
         )
     })
     .await?;
-    let get_loaded = sampler.finish().await?;
+    let creates_cpu = meter.stop()?;
+    let get_loaded = sampler.finish()?;
 
     crate::progress(&format!("etcd: watch fan-out to {}", cfg.watchers));
     let fanout = fanout(&endpoint, cfg.watchers, cfg.rounds).await?;
@@ -222,7 +226,9 @@ pub async fn run(etcd: &str, cfg: &Config, pods: &[Bytes]) -> anyhow::Result<Res
         list_json: ListStat { runs, bytes },
         list_table: None,
         creates,
+        creates_cpu,
         get_loaded,
+        version_loaded: None,
         fanout,
         rss_kib: rss,
         notes: vec![format!(

@@ -13,6 +13,7 @@ pub struct Machine {
     pub kernel: String,
     pub os: String,
     pub disk: String,
+    pub fsync: String,
     pub maestro: String,
     pub etcd: String,
     pub kubectl: String,
@@ -88,6 +89,34 @@ fn disk_of(dir: &Path) -> String {
     out
 }
 
+/// What one durable write costs on this disk: 200 × (write 4 KiB at the end of a file, then
+/// fdatasync), the floor under every store's commit latency.
+fn fsync_cost(dir: &Path) -> String {
+    let probe = || -> std::io::Result<Vec<f64>> {
+        use std::io::Write as _;
+        let tmp = tempfile::NamedTempFile::new_in(dir)?;
+        let mut file = tmp.as_file();
+        let block = [0x5a_u8; 4096];
+        let mut took = Vec::with_capacity(200);
+        for _ in 0..200 {
+            let t = std::time::Instant::now();
+            file.write_all(&block)?;
+            file.sync_data()?;
+            took.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        took.sort_by(f64::total_cmp);
+        Ok(took)
+    };
+    match probe() {
+        Ok(t) => format!(
+            "4 KiB append + fdatasync: p50 {:.2} ms, p99 {:.2} ms",
+            t[t.len() / 2],
+            t[t.len() * 99 / 100]
+        ),
+        Err(err) => format!("fsync probe failed: {err}"),
+    }
+}
+
 impl Machine {
     pub fn probe(maestro: &Path, etcd: &str, kubectl: &str, data_dir: &Path) -> Machine {
         let cpuinfo = read("/proc/cpuinfo");
@@ -124,6 +153,7 @@ impl Machine {
             kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
             os,
             disk: disk_of(data_dir),
+            fsync: fsync_cost(data_dir),
             maestro: format!("{} at commit {commit}", maestro.display()),
             etcd: first_line(etcd, &["--version"]),
             kubectl: first_line(kubectl, &["version", "--client"]),
@@ -134,13 +164,14 @@ impl Machine {
 
     pub fn markdown(&self) -> String {
         format!(
-            "- CPU: {} × {}\n- RAM: {}\n- OS: {}, kernel {}\n- data directories: {}\n- maestro: {}\n- etcd: {}\n- kubectl: {}\n- load average (1/5/15 min) at start: {}, at end: {}\n",
+            "- CPU: {} × {}\n- RAM: {}\n- OS: {}, kernel {}\n- data directories: {}\n- durable write cost: {}\n- maestro: {}\n- etcd: {}\n- kubectl: {}\n- load average (1/5/15 min) at start: {}, at end: {}\n",
             self.cores,
             self.cpu,
             self.ram,
             self.os,
             self.kernel,
             self.disk,
+            self.fsync,
             self.maestro,
             self.etcd,
             self.kubectl,

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::Config;
 use crate::payload;
-use crate::procs::{Server, free_port};
+use crate::procs::{CpuMeter, Server, free_port};
 use crate::report::{Fanout, ListStat, Point, Results};
 use crate::stats::{self, Sampler, Samples};
 
@@ -199,7 +199,7 @@ fn configmaps(ns: &str) -> String {
 }
 
 /// Start maestro and wait for /readyz.
-async fn start(binary: &Path) -> anyhow::Result<(Server, Api)> {
+async fn start(binary: &Path, env: &[(String, String)]) -> anyhow::Result<(Server, Api)> {
     let dir = tempfile::Builder::new()
         .prefix("maestro-bench-")
         .tempdir()?;
@@ -211,7 +211,8 @@ async fn start(binary: &Path) -> anyhow::Result<(Server, Api)> {
         .arg("--api-port")
         .arg(port.to_string())
         .arg("--no-agent")
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)));
     let mut server = Server::spawn("maestro", cmd, dir)?;
     let kubeconfig = server.path().join("data/kubeconfig");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -268,7 +269,7 @@ async fn apply_session(server: &Server, api: &Api, kubectl: &str) -> anyhow::Res
         .map(|p| p.split('?').next().unwrap_or(p))
         .collect();
     fetched.dedup();
-    let requests = log.lines().filter(|l| l.contains(" https://")).count();
+    let requests = log.lines().filter(|l| l.contains("https://")).count();
 
     let conn = api.connect().await?;
     let mut sizes = Vec::new();
@@ -295,8 +296,16 @@ async fn apply_session(server: &Server, api: &Api, kubectl: &str) -> anyhow::Res
 /// Run every maestro measurement. Also returns the pods as maestro stored them (etcd gets the
 /// same bytes).
 pub async fn run(binary: &Path, cfg: &Config) -> anyhow::Result<(Results, Vec<Bytes>)> {
-    let (server, api) = start(binary).await?;
+    let (server, api) = start(binary, &cfg.maestro_env).await?;
     let mut notes = Vec::new();
+    if !cfg.maestro_env.is_empty() {
+        let env: Vec<String> = cfg
+            .maestro_env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        notes.push(format!("server environment: {}", env.join(" ")));
+    }
     let mut rss = Vec::new();
     // Let start-up work (bootstrap objects, controllers' first sync) settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -353,18 +362,29 @@ pub async fn run(binary: &Path, cfg: &Config) -> anyhow::Result<(Results, Vec<By
     })
     .await?;
     let stored = std::mem::take(&mut *stored.lock().expect("not poisoned"));
+    rss.push((Point::PodsCreated, server.rss_kib()?));
 
     crate::progress("maestro: LIST");
     let list_path = format!("/api/v1/namespaces/{NS_PODS}/pods");
     let list_json = list(&conn, &list_path, JSON, cfg.list_runs, cfg.pods).await?;
+    rss.push((Point::AfterJsonLists, server.rss_kib()?));
     let list_table = list(&conn, &list_path, TABLE, cfg.list_runs, cfg.pods).await?;
-    rss.push((Point::WithPods, server.rss_kib()?));
+    rss.push((Point::AfterLists, server.rss_kib()?));
 
     crate::progress(&format!(
         "maestro: {} creates by {} clients, GET beside them",
         cfg.creates, cfg.clients
     ));
-    let reader = Sampler::start(api.connect().await?, get_op);
+    let reader_api = api.clone();
+    let reader = Sampler::start(move || async move { reader_api.connect().await }, get_op)?;
+    // The same round trip without a store read: separates queueing for the CPU from waiting
+    // for the watch cache to catch up with the latest commit.
+    let probe_api = api.clone();
+    let probe = Sampler::start(
+        move || async move { probe_api.connect().await },
+        |c: Conn, _| async move { c.get("/version", JSON).await.map(drop) },
+    )?;
+    let meter = CpuMeter::start(&server)?;
     let creates = stats::drive(clients, cfg.creates, |c: Conn, i| async move {
         c.create(
             &configmaps(NS_GET),
@@ -374,7 +394,9 @@ pub async fn run(binary: &Path, cfg: &Config) -> anyhow::Result<(Results, Vec<By
         .map(drop)
     })
     .await?;
-    let get_loaded = reader.finish().await?;
+    let creates_cpu = meter.stop()?;
+    let get_loaded = reader.finish()?;
+    let version_loaded = probe.finish()?;
 
     crate::progress(&format!("maestro: watch fan-out to {}", cfg.watchers));
     let fanout = fanout(&api, cfg.watchers, cfg.rounds).await?;
@@ -400,7 +422,9 @@ pub async fn run(binary: &Path, cfg: &Config) -> anyhow::Result<(Results, Vec<By
             list_json,
             list_table: Some(list_table),
             creates,
+            creates_cpu,
             get_loaded,
+            version_loaded: Some(version_loaded),
             fanout,
             rss_kib: rss,
             notes,

@@ -39,6 +39,10 @@ struct Cli {
     /// kubectl for the apply session.
     #[arg(long, default_value = "kubectl")]
     kubectl: String,
+    /// Extra environment for the maestro server, KEY=VALUE (for diagnosis, e.g.
+    /// MALLOC_ARENA_MAX=2); printed with the results.
+    #[arg(long = "maestro-env", value_parser = parse_env)]
+    maestro_env: Vec<(String, String)>,
     /// Where to write the markdown report (it is also printed).
     #[arg(long, default_value = "target/maestro-bench.md")]
     output: PathBuf,
@@ -76,6 +80,13 @@ pub struct Config {
     pub get_samples: usize,
     pub list_runs: usize,
     pub kubectl: String,
+    pub maestro_env: Vec<(String, String)>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 static STARTED: OnceLock<Instant> = OnceLock::new();
@@ -121,6 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         get_samples: cli.get_samples,
         list_runs: cli.list_runs,
         kubectl: cli.kubectl.clone(),
+        maestro_env: cli.maestro_env.clone(),
     };
 
     let (maestro, pods) = maestro::run(&maestro_bin, &cfg).await?;

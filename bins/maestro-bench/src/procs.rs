@@ -77,6 +77,61 @@ impl Server {
     }
 }
 
+/// CPU time (user + system) a process has used so far. /proc reports it in USER_HZ ticks, which
+/// Linux fixes at 100 per second for user space.
+pub fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which may itself hold spaces: ") S ppid ...".
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat; `rest` starts at field 3.
+    let ticks: f64 = fields
+        .get(11..13)
+        .context("short stat")?
+        .iter()
+        .map(|f| f.parse::<f64>())
+        .sum::<Result<f64, _>>()?;
+    Ok(ticks / 100.0)
+}
+
+/// Cores used by the server and by this process between two points.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuUse {
+    pub server: f64,
+    pub client: f64,
+}
+
+/// Measures [`CpuUse`] from its creation to [`CpuMeter::stop`].
+pub struct CpuMeter {
+    pid: String,
+    started: std::time::Instant,
+    server: f64,
+    client: f64,
+}
+
+impl CpuMeter {
+    pub fn start(server: &Server) -> anyhow::Result<CpuMeter> {
+        let pid = server.pid().to_string();
+        Ok(CpuMeter {
+            server: cpu_seconds(&pid)?,
+            client: cpu_seconds("self")?,
+            started: std::time::Instant::now(),
+            pid,
+        })
+    }
+
+    pub fn stop(self) -> anyhow::Result<CpuUse> {
+        let wall = self.started.elapsed().as_secs_f64();
+        Ok(CpuUse {
+            server: (cpu_seconds(&self.pid)? - self.server) / wall,
+            client: (cpu_seconds("self")? - self.client) / wall,
+        })
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         // SIGKILL to exactly the PID we spawned; then reap it so no zombie stays behind.

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::machine::Machine;
+use crate::procs::CpuUse;
 use crate::stats::{Samples, Throughput};
 
 /// Targets from the issue.
@@ -43,7 +44,9 @@ pub struct Fanout {
 pub enum Point {
     Idle,
     AfterApply,
-    WithPods,
+    PodsCreated,
+    AfterJsonLists,
+    AfterLists,
     End,
 }
 
@@ -56,7 +59,11 @@ pub struct Results {
     /// Only maestro serves Tables.
     pub list_table: Option<ListStat>,
     pub creates: Throughput,
+    /// CPU used while the creates ran.
+    pub creates_cpu: CpuUse,
     pub get_loaded: Samples,
+    /// maestro only: GET /version beside the GETs, a round trip that reads no object.
+    pub version_loaded: Option<Samples>,
     pub fanout: Fanout,
     pub rss_kib: Vec<(Point, u64)>,
     /// Object counts and sizes worth printing next to the figures.
@@ -141,6 +148,14 @@ pub fn render(
         pair(&maestro.creates.latency),
         other(&|e| pair(&e.creates.latency))
     );
+    let cpu = |c: &CpuUse| format!("{:.2} / {:.2}", c.server, c.client);
+    let _ = writeln!(
+        out,
+        "| cores used during the creates: server / benchmark client (of {}) | {} | {} | | |",
+        machine.cores,
+        cpu(&maestro.creates_cpu),
+        other(&|e| cpu(&e.creates_cpu))
+    );
     let _ = writeln!(
         out,
         "| pod creates/s, {} clients, {} pods (setup for LIST) | {:.0}/s | {} | | |",
@@ -167,6 +182,13 @@ pub fn render(
         other(&|e| pair(&e.get_loaded)),
         verdict(loaded < GET_P99_LOADED_MS)
     );
+    if let Some(version) = &maestro.version_loaded {
+        let _ = writeln!(
+            out,
+            "| GET /version (reads no object), one client, during the same creates | {} | – | | |",
+            pair(version)
+        );
+    }
     let _ = writeln!(
         out,
         "| LIST {} pods, JSON, p50 of {} (response size) | {} ({}) | {} | – | |",
@@ -248,8 +270,18 @@ pub fn render(
             Some(RSS_OPENAPI_MIB),
         ),
         (
-            Point::WithPods,
-            format!("with {} pods stored (after the LISTs)", shape.pods),
+            Point::PodsCreated,
+            format!("with {} pods stored, right after creating them", shape.pods),
+            None,
+        ),
+        (
+            Point::AfterJsonLists,
+            format!("with {} pods stored, after the JSON LISTs", shape.pods),
+            None,
+        ),
+        (
+            Point::AfterLists,
+            format!("with {} pods stored, after the Table LISTs too", shape.pods),
             None,
         ),
         (

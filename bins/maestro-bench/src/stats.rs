@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 /// Latencies in milliseconds. Signed, because a watcher can see an update before the writer has
 /// read its acknowledgement.
@@ -129,38 +129,57 @@ where
 }
 
 /// One client issuing sequential operations in the background until stopped: the reader that
-/// runs beside a write load.
+/// runs beside a write load. It has its own thread and runtime, as a separate client process
+/// would, so its latencies are not queued behind the load generator's tasks.
 pub struct Sampler {
     stop: Arc<AtomicBool>,
-    task: JoinHandle<anyhow::Result<Samples>>,
+    thread: std::thread::JoinHandle<anyhow::Result<Samples>>,
 }
 
 impl Sampler {
-    pub fn start<C, F, Fut>(client: C, op: F) -> Sampler
+    /// Start a client with `connect` on the new thread, then run `op` in a loop.
+    pub fn start<Connect, ConnectFut, C, F, Fut>(connect: Connect, op: F) -> anyhow::Result<Sampler>
     where
-        C: Clone + Send + 'static,
+        Connect: FnOnce() -> ConnectFut + Send + 'static,
+        ConnectFut: Future<Output = anyhow::Result<C>>,
+        C: Clone,
         F: Fn(C, usize) -> Fut + Send + 'static,
-        Fut: Future<Output = anyhow::Result<()>> + Send,
+        Fut: Future<Output = anyhow::Result<()>>,
     {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let task = tokio::spawn(async move {
-            let mut out = Samples::default();
-            let mut i = 0;
-            while !flag.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                op(client.clone(), i).await?;
-                out.push(t.elapsed());
-                i += 1;
-            }
-            Ok(out)
-        });
-        Sampler { stop, task }
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("get-sampler".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async move {
+                    let client = connect().await;
+                    let _ = started_tx.send(());
+                    let client = client?;
+                    let mut out = Samples::default();
+                    let mut i = 0;
+                    while !flag.load(Ordering::Relaxed) {
+                        let t = Instant::now();
+                        op(client.clone(), i).await?;
+                        out.push(t.elapsed());
+                        i += 1;
+                    }
+                    Ok(out)
+                })
+            })?;
+        // The load starts only once the reader is connected.
+        let _ = started_rx.recv();
+        Ok(Sampler { stop, thread })
     }
 
-    pub async fn finish(self) -> anyhow::Result<Samples> {
+    pub fn finish(self) -> anyhow::Result<Samples> {
         self.stop.store(true, Ordering::Relaxed);
-        self.task.await?
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("sampler thread panicked"))?
     }
 }
 
