@@ -13,14 +13,12 @@ use etcd_client::{
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::Config;
 use crate::payload;
 use crate::procs::{CpuMeter, Server, free_port};
 use crate::report::{Fanout, ListStat, Point, Results};
 use crate::stats::{self, Sampler, Samples};
+use crate::{Config, GET_TARGETS, WATCHES_PER_CONNECTION};
 
-const GET_TARGETS: usize = 100;
-const WATCHES_PER_CONNECTION: usize = 50;
 const PODS: &str = "/registry/pods/bench-list/";
 const WATCHED: &str = "/registry/configmaps/bench-watch/";
 

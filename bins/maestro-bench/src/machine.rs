@@ -155,7 +155,7 @@ impl Machine {
             disk: disk_of(data_dir),
             fsync: fsync_cost(data_dir),
             maestro: format!("{} at commit {commit}", maestro.display()),
-            etcd: first_line(etcd, &["--version"]),
+            etcd: short_version(etcd),
             kubectl: first_line(kubectl, &["version", "--client"]),
             load_start: load_average(),
             load_end: String::new(),

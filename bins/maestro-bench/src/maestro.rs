@@ -20,11 +20,11 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::Config;
 use crate::payload;
 use crate::procs::{CpuMeter, Server, free_port};
 use crate::report::{Fanout, ListStat, Point, Results};
 use crate::stats::{self, Sampler, Samples};
+use crate::{Config, GET_TARGETS, WATCHES_PER_CONNECTION};
 
 const JSON: &str = "application/json";
 /// What kubectl 1.32 sends for `kubectl get`.
@@ -34,11 +34,6 @@ const MERGE_PATCH: &str = "application/merge-patch+json";
 const NS_GET: &str = "bench";
 const NS_PODS: &str = "bench-list";
 const NS_WATCH: &str = "bench-watch";
-/// Objects read by the GET benchmarks (created before any load).
-const GET_TARGETS: usize = 100;
-/// Watch streams per HTTP/2 connection: well under the server's stream limit (hyper's default
-/// is 200), as client-go would spread many watches over its connections.
-const WATCHES_PER_CONNECTION: usize = 50;
 
 /// Where and how to reach the API server: read from the kubeconfig maestro writes.
 #[derive(Clone)]
@@ -261,7 +256,7 @@ async fn apply_session(server: &Server, api: &Api, kubectl: &str) -> anyhow::Res
         "kubectl apply failed: {}\n{log}",
         String::from_utf8_lossy(&out.stdout)
     );
-    // -v=6 logs one line per request: "GET https://.../openapi/v3/apis/apps/v1?hash=... 200 OK".
+    // -v=6 logs every request with its URL (".../openapi/v3/apis/apps/v1?hash=...").
     let mut fetched: Vec<&str> = log
         .lines()
         .filter_map(|l| l.split_whitespace().find(|w| w.contains("/openapi/")))

@@ -89,6 +89,12 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
+/// Objects read by the GET benchmarks (created before any load).
+pub const GET_TARGETS: usize = 100;
+/// Watch streams per connection: well under maestro's HTTP/2 stream limit (hyper's default is
+/// 200 per connection), as a client spreading many watches over its connections would.
+pub const WATCHES_PER_CONNECTION: usize = 50;
+
 static STARTED: OnceLock<Instant> = OnceLock::new();
 
 /// A progress line on stderr, stamped with the time since start.

@@ -91,6 +91,23 @@ pub struct Shape {
     pub watchers: usize,
 }
 
+/// 20000 → "20,000".
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn per_second(rate: f64) -> String {
+    format!("{}/s", thousands(rate.round() as usize))
+}
+
 fn ms(v: f64) -> String {
     if v.abs() < 10.0 {
         format!("{v:.2} ms")
@@ -133,13 +150,13 @@ pub fn render(
     let rate = maestro.creates.per_second();
     let _ = writeln!(
         out,
-        "| durable creates/s, {} clients, {} ConfigMaps of {} B | {:.0}/s | {} | ≥ {:.0}/s | {} |",
+        "| durable creates/s, {} clients, {} ConfigMaps of {} B | {} | {} | ≥ {} | {} |",
         shape.clients,
-        shape.creates,
+        thousands(shape.creates),
         shape.configmap_bytes,
-        rate,
-        other(&|e| format!("{:.0}/s", e.creates.per_second())),
-        CREATES_PER_SECOND,
+        per_second(rate),
+        other(&|e| per_second(e.creates.per_second())),
+        per_second(CREATES_PER_SECOND),
         verdict(rate >= CREATES_PER_SECOND)
     );
     let _ = writeln!(
@@ -158,11 +175,11 @@ pub fn render(
     );
     let _ = writeln!(
         out,
-        "| pod creates/s, {} clients, {} pods (setup for LIST) | {:.0}/s | {} | | |",
+        "| pod creates/s, {} clients, {} pods (setup for LIST) | {} | {} | | |",
         shape.clients,
-        shape.pods,
-        maestro.pods.per_second(),
-        other(&|e| format!("{:.0}/s", e.pods.per_second()))
+        thousands(shape.pods),
+        per_second(maestro.pods.per_second()),
+        other(&|e| per_second(e.pods.per_second()))
     );
     let idle = maestro.get_idle.p99();
     let _ = writeln!(
@@ -192,7 +209,7 @@ pub fn render(
     let _ = writeln!(
         out,
         "| LIST {} pods, JSON, p50 of {} (response size) | {} ({}) | {} | – | |",
-        shape.pods,
+        thousands(shape.pods),
         maestro.list_json.runs.len(),
         ms(maestro.list_json.runs.p50()),
         mib(maestro.list_json.bytes),
@@ -206,7 +223,7 @@ pub fn render(
         let _ = writeln!(
             out,
             "| LIST {} pods, Table (kubectl get), p50 of {} (response size) | {} ({}) | – | – | |",
-            shape.pods,
+            thousands(shape.pods),
             table.runs.len(),
             ms(table.runs.p50()),
             mib(table.bytes)
@@ -224,7 +241,7 @@ pub fn render(
     let _ = writeln!(
         out,
         "| watch fan-out to {} watchers, p50 / p99 / max from the update's ack ({} updates) | {} | {} | all < {FANOUT_MAX_MS} ms | {} |",
-        f.watchers,
+        thousands(f.watchers),
         f.rounds,
         fan(f),
         other(&|e| fan(&e.fanout)),
@@ -246,7 +263,7 @@ pub fn render(
     let _ = writeln!(
         out,
         "| time to open {} watches | {} | {} | | |",
-        f.watchers,
+        thousands(f.watchers),
         ms(f.setup.as_secs_f64() * 1e3),
         other(&|e| ms(e.fanout.setup.as_secs_f64() * 1e3))
     );
@@ -271,24 +288,35 @@ pub fn render(
         ),
         (
             Point::PodsCreated,
-            format!("with {} pods stored, right after creating them", shape.pods),
+            format!(
+                "with {} pods stored, right after creating them",
+                thousands(shape.pods)
+            ),
             None,
         ),
         (
             Point::AfterJsonLists,
-            format!("with {} pods stored, after the JSON LISTs", shape.pods),
+            format!(
+                "with {} pods stored, after the JSON LISTs",
+                thousands(shape.pods)
+            ),
             None,
         ),
         (
             Point::AfterLists,
-            format!("with {} pods stored, after the Table LISTs too", shape.pods),
+            format!(
+                "with {} pods stored, after the Table LISTs too",
+                thousands(shape.pods)
+            ),
             None,
         ),
         (
             Point::End,
             format!(
                 "end of run ({} pods + {} ConfigMaps, after {} watches)",
-                shape.pods, shape.creates, shape.watchers
+                thousands(shape.pods),
+                thousands(shape.creates),
+                thousands(shape.watchers)
             ),
             None,
         ),
@@ -332,4 +360,17 @@ pub fn render(
     let _ = writeln!(out, "\n## Machine\n");
     out.push_str(&machine.markdown());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(7), "7");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(20000), "20,000");
+        assert_eq!(per_second(8066.4), "8,066/s");
+    }
 }
