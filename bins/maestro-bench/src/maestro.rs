@@ -398,12 +398,7 @@ pub async fn run(binary: &Path, cfg: &Config) -> anyhow::Result<(Results, Vec<By
     tokio::time::sleep(Duration::from_millis(500)).await;
     rss.push((Point::End, server.rss_kib()?));
 
-    let metrics = conn.get("/metrics", "text/plain").await?;
-    let db = String::from_utf8_lossy(&metrics)
-        .lines()
-        .find_map(|l| l.strip_prefix("apiserver_storage_size_bytes "))
-        .and_then(|v| v.trim().parse::<f64>().ok());
-    if let Some(db) = db {
+    if let Some(db) = metric(&conn, "apiserver_storage_size_bytes").await? {
         notes.push(format!(
             "store file at the end: {:.0} MiB",
             db / (1024.0 * 1024.0)
@@ -426,6 +421,15 @@ pub async fn run(binary: &Path, cfg: &Config) -> anyhow::Result<(Results, Vec<By
         },
         stored,
     ))
+}
+
+/// One unlabelled gauge from /metrics.
+async fn metric(conn: &Conn, name: &str) -> anyhow::Result<Option<f64>> {
+    let text = conn.get("/metrics", "text/plain").await?;
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok()))
 }
 
 /// `runs` full LISTs (after one unrecorded), checking that each returns every pod.
@@ -521,14 +525,21 @@ async fn fanout(api: &Api, watchers: usize, rounds: usize) -> anyhow::Result<Fan
             .context("a watch failed to open")?;
     }
     let setup = started.elapsed();
-    // Headers can precede the server's registration of the stream by a hair: ask its own count.
-    let metrics = writer.get("/metrics", "text/plain").await?;
-    let open = String::from_utf8_lossy(&metrics)
-        .lines()
-        .find_map(|l| l.strip_prefix("apiserver_registered_watchers "))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    ensure!(open >= watchers, "server reports {open} open watches");
+    // Response headers can precede the server's count of the stream: wait for its own figure.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = metric(&writer, "apiserver_registered_watchers")
+            .await?
+            .unwrap_or(0.0) as usize;
+        if open >= watchers {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "server reports {open} open watches of {watchers}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let result = stats::deliver(rounds, watchers, &mut seen_rx, |round| {
         let writer = writer.clone();
