@@ -192,7 +192,7 @@ pub async fn deliver<F, Fut>(
 ) -> anyhow::Result<(Samples, Samples, Vec<f64>)>
 where
     F: Fn(u32) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
+    Fut: Future<Output = anyhow::Result<()>>,
 {
     let (mut from_ack, mut from_send, mut round_max) =
         (Samples::default(), Samples::default(), Vec::new());
