@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 
 use crate::registry::{DeleteOptions, Registry, Resource, WriteResult};
 use crate::request::{Query, ResourcePath, Wanted, parse_propagation, wanted};
-use crate::response::{Body, add_warnings, error_response, json_response, yaml_response};
+use crate::response::{
+    Body, add_warnings, bytes_response, error_response, json_response, yaml_response,
+};
 use crate::{patch, tables, watch};
 
 /// Largest request body accepted (Kubernetes' limit is 3 MiB).
@@ -68,9 +70,11 @@ fn render_object(res: &Resource, obj: &Value, how: Wanted, code: u16) -> Respons
     match how {
         Wanted::Table => {
             let rv = meta::resource_version(obj).unwrap_or_default().to_string();
-            json_response(
+            let rows = tables::Rows::new(res, tables::RowObject::Metadata);
+            bytes_response(
                 code,
-                &tables::render(res, std::slice::from_ref(obj), &rv, true),
+                "application/json",
+                rows.render(&rv, true, std::iter::once(obj.clone())),
             )
         }
         Wanted::PartialObjectMetadata | Wanted::PartialObjectMetadataList => {
@@ -372,17 +376,13 @@ async fn list(
     let rv = revision.to_string();
     match how {
         Wanted::Table => {
-            let objects: Vec<Value> = items.iter().map(|o| registry.present(res, o)).collect();
-            let include = query.get("includeObject").unwrap_or("Metadata");
-            let mut table = tables::render(res, &objects, &rv, include != "None");
-            if include == "Object"
-                && let Some(rows) = table["rows"].as_array_mut()
-            {
-                for (row, obj) in rows.iter_mut().zip(objects) {
-                    row["object"] = obj;
-                }
-            }
-            Ok(json_response(200, &table))
+            let rows = tables::Rows::new(
+                res,
+                tables::RowObject::from_query(query.get("includeObject")),
+            );
+            // Objects are parsed one row at a time: a Table of thousands stays small in memory.
+            let body = rows.render(&rv, true, items.iter().map(|o| registry.present(res, o)));
+            Ok(bytes_response(200, "application/json", body))
         }
         Wanted::PartialObjectMetadata | Wanted::PartialObjectMetadataList => {
             let items: Vec<Value> = items

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use maestro_store::{KeyValue, Revision};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// An object as the watch cache keeps it.
@@ -93,11 +94,108 @@ pub fn selectable_fields(group: &str, plural: &str) -> &'static [&'static str] {
     }
 }
 
-fn field_value(obj: &Value, field: &str) -> String {
+/// The parts of a stored object the cache indexes. Decoding into this skips everything else
+/// without building it, which is much cheaper than a full JSON value per write.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Indexed {
+    metadata: IndexedMeta,
+    spec: IndexedSpec,
+    status: IndexedStatus,
+    involved_object: IndexedInvolved,
+    source: IndexedSource,
+    reason: Option<Value>,
+    reporting_component: Option<Value>,
+    #[serde(rename = "type")]
+    type_: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct IndexedMeta {
+    name: String,
+    namespace: Option<String>,
+    uid: String,
+    labels: BTreeMap<String, Value>,
+    finalizers: Vec<String>,
+    deletion_timestamp: Option<Value>,
+    owner_references: Vec<IndexedOwner>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct IndexedOwner {
+    uid: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct IndexedSpec {
+    node_name: Option<Value>,
+    restart_policy: Option<Value>,
+    scheduler_name: Option<Value>,
+    service_account_name: Option<Value>,
+    host_network: Option<Value>,
+    unschedulable: Option<Value>,
+    signer_name: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct IndexedStatus {
+    phase: Option<Value>,
+    #[serde(rename = "podIP")]
+    pod_ip: Option<Value>,
+    nominated_node_name: Option<Value>,
+    replicas: Option<Value>,
+    successful: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct IndexedInvolved {
+    kind: Option<Value>,
+    namespace: Option<Value>,
+    name: Option<Value>,
+    uid: Option<Value>,
+    api_version: Option<Value>,
+    resource_version: Option<Value>,
+    field_path: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct IndexedSource {
+    component: Option<Value>,
+}
+
+fn field_value(obj: &Indexed, field: &str) -> String {
     let value = match field {
+        "spec.nodeName" => &obj.spec.node_name,
+        "spec.restartPolicy" => &obj.spec.restart_policy,
+        "spec.schedulerName" => &obj.spec.scheduler_name,
+        "spec.serviceAccountName" => &obj.spec.service_account_name,
+        "spec.hostNetwork" => &obj.spec.host_network,
+        "spec.unschedulable" => &obj.spec.unschedulable,
+        "spec.signerName" => &obj.spec.signer_name,
+        "status.phase" => &obj.status.phase,
+        "status.podIP" => &obj.status.pod_ip,
+        "status.nominatedNodeName" => &obj.status.nominated_node_name,
+        "status.replicas" => &obj.status.replicas,
+        "status.successful" => &obj.status.successful,
+        "involvedObject.kind" => &obj.involved_object.kind,
+        "involvedObject.namespace" => &obj.involved_object.namespace,
+        "involvedObject.name" => &obj.involved_object.name,
+        "involvedObject.uid" => &obj.involved_object.uid,
+        "involvedObject.apiVersion" => &obj.involved_object.api_version,
+        "involvedObject.resourceVersion" => &obj.involved_object.resource_version,
+        "involvedObject.fieldPath" => &obj.involved_object.field_path,
         // The events field `source` is the reporting component's name.
-        "source" => obj.pointer("/source/component"),
-        _ => maestro_api::meta::get_path(obj, field),
+        "source" => &obj.source.component,
+        "reason" => &obj.reason,
+        "reportingComponent" => &obj.reporting_component,
+        "type" => &obj.type_,
+        _ => &None,
     };
     match value {
         Some(Value::String(s)) => s.clone(),
@@ -110,57 +208,68 @@ fn field_value(obj: &Value, field: &str) -> String {
     }
 }
 
+/// The stored JSON with `metadata.resourceVersion` spliced in. The registry writes `apiVersion`,
+/// `kind` and `metadata` first and never stores a resourceVersion, so the first `"metadata":{`
+/// is the object's own (a quote inside a string is escaped and cannot form the pattern before
+/// it); anything else is re-encoded.
+fn with_resource_version(raw: &[u8], revision: Revision) -> Option<Vec<u8>> {
+    const PATTERN: &[u8] = b"\"metadata\":{";
+    let start = raw.windows(PATTERN.len()).position(|w| w == PATTERN)? + PATTERN.len();
+    let field = format!("\"resourceVersion\":\"{revision}\"");
+    let mut out = Vec::with_capacity(raw.len() + field.len() + 1);
+    out.extend_from_slice(&raw[..start]);
+    out.extend_from_slice(field.as_bytes());
+    if raw.get(start) != Some(&b'}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(&raw[start..]);
+    Some(out)
+}
+
 /// Build the cached object from a store record (returns None for undecodable values).
 pub fn decode(kv: &KeyValue) -> Option<StoredObject> {
-    let mut value: Value = match serde_json::from_slice(&kv.value) {
+    let indexed: Indexed = match serde_json::from_slice(&kv.value) {
         Ok(v) => v,
         Err(err) => {
             tracing::error!(key = %kv.key, %err, "undecodable object in store");
             return None;
         }
     };
-    maestro_api::meta::metadata_mut(&mut value).insert(
-        "resourceVersion".into(),
-        Value::String(kv.mod_revision.to_string()),
-    );
+    let json = match with_resource_version(&kv.value, kv.mod_revision) {
+        Some(bytes) if !indexed.metadata.uid.is_empty() || !indexed.metadata.name.is_empty() => {
+            bytes
+        }
+        _ => {
+            let mut value: Value = serde_json::from_slice(&kv.value).ok()?;
+            maestro_api::meta::metadata_mut(&mut value).insert(
+                "resourceVersion".into(),
+                Value::String(kv.mod_revision.to_string()),
+            );
+            serde_json::to_vec(&value).ok()?
+        }
+    };
     let (group, plural) = key_resource(&kv.key).unwrap_or(("", ""));
     let fields = selectable_fields(group, plural)
         .iter()
-        .map(|f| (*f, field_value(&value, f)))
+        .map(|f| (*f, field_value(&indexed, f)))
         .collect();
-    let labels = maestro_api::meta::labels(&value)
-        .map(|map| {
-            map.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let owner_uids = value
-        .pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .map(|refs| {
-            refs.iter()
-                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let finalizers = maestro_api::meta::finalizers(&value);
-    let deleting = maestro_api::meta::deletion_timestamp(&value).is_some();
-    let json = Bytes::from(serde_json::to_vec(&value).ok()?);
+    let meta = indexed.metadata;
     Some(StoredObject {
-        owner_uids,
-        finalizers,
-        deleting,
         key: kv.key.clone(),
-        namespace: maestro_api::meta::namespace(&value).map(str::to_string),
-        name: maestro_api::meta::name(&value).to_string(),
-        uid: maestro_api::meta::uid(&value)
-            .unwrap_or_default()
-            .to_string(),
-        labels,
+        json: Bytes::from(json),
+        namespace: meta.namespace,
+        name: meta.name,
+        uid: meta.uid,
+        labels: meta
+            .labels
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+            .collect(),
         fields,
-        json,
         revision: kv.mod_revision,
+        owner_uids: meta.owner_references.into_iter().map(|o| o.uid).collect(),
+        finalizers: meta.finalizers,
+        deleting: meta.deletion_timestamp.is_some_and(|d| !d.is_null()),
     })
 }
 
@@ -185,6 +294,18 @@ mod tests {
         assert_eq!(obj.field("spec.hostNetwork").as_deref(), Some("false"));
         assert_eq!(obj.field("metadata.namespace").as_deref(), Some("default"));
         assert_eq!(obj.labels.get("app").map(String::as_str), Some("web"));
+        assert_eq!(obj.uid, "u1");
+        let empty_meta = KeyValue {
+            key: "/registry/core/configmaps/x/y".into(),
+            value: Bytes::from(
+                r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{},"data":{"metadata":{"a":"b"}}}"#,
+            ),
+            create_revision: 1,
+            mod_revision: 3,
+        };
+        let obj = decode(&empty_meta).unwrap();
+        assert_eq!(obj.value()["metadata"]["resourceVersion"], "3");
+        assert_eq!(obj.value()["data"]["metadata"]["a"], "b");
         assert_eq!(
             key_resource("/registry/apps/deployments/a/b"),
             Some(("apps", "deployments"))

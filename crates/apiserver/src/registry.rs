@@ -1197,7 +1197,22 @@ fn strip_resource_version(mut obj: Value) -> Value {
 
 /// The stored bytes: JSON without resourceVersion (the store's revision is the version).
 fn encode(obj: &Value) -> Result<Bytes, ApiError> {
-    let mut copy = obj.clone();
+    // apiVersion, kind and metadata first: the watch cache splices the revision in right after
+    // `"metadata":{` instead of re-encoding every object.
+    let mut ordered = Map::new();
+    if let Some(map) = obj.as_object() {
+        for key in ["apiVersion", "kind", "metadata"] {
+            if let Some(v) = map.get(key) {
+                ordered.insert(key.to_string(), v.clone());
+            }
+        }
+        for (k, v) in map {
+            if !ordered.contains_key(k) {
+                ordered.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let mut copy = Value::Object(ordered);
     meta::metadata_mut(&mut copy).remove("resourceVersion");
     let bytes = serde_json::to_vec(&copy).map_err(|e| ApiError::internal(e.to_string()))?;
     if bytes.len() > MAX_OBJECT_BYTES {

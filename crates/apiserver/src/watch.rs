@@ -214,11 +214,9 @@ fn render_event(
             let rv = maestro_api::meta::resource_version(&value)
                 .unwrap_or_default()
                 .to_string();
-            let mut table = tables::render(res, std::slice::from_ref(&value), &rv, true);
             // Column definitions go with the first event only; kubectl keeps them.
-            if !*first_table {
-                table["columnDefinitions"] = json!([]);
-            }
+            let rows = tables::Rows::new(res, tables::RowObject::Metadata);
+            let table = rows.single(&rv, *first_table, value);
             *first_table = false;
             table
         }

@@ -74,6 +74,11 @@ impl Watch {
         self.rx.recv().await
     }
 
+    /// The next event if one is already waiting, without waiting.
+    pub fn try_next(&mut self) -> Option<Result<Event, StoreError>> {
+        self.rx.try_recv().ok()
+    }
+
     /// A watch fed by a channel the backend writes to.
     pub fn from_channel(rx: mpsc::Receiver<Result<Event, StoreError>>) -> Self {
         Watch { rx }

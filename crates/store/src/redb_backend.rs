@@ -23,6 +23,8 @@ const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
 /// "revision" and "compacted" counters.
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
+/// redb's page cache.
+const REDB_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// Most requests folded into one transaction.
 const MAX_BATCH: usize = 1024;
 /// Commits kept for slow watchers before they are told they lagged.
@@ -150,7 +152,12 @@ fn decode_event(revision: Revision, raw: &[u8]) -> Result<Event, StoreError> {
 impl RedbBackend {
     /// Open (or create) the store file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(backend_err)?;
+        // Reads are served by the watch cache, so redb's own page cache only needs to hold what
+        // the writer touches; its 1 GiB default would be a second, unread copy of the data.
+        let db = redb::Builder::new()
+            .set_cache_size(REDB_CACHE_BYTES)
+            .create(path)
+            .map_err(backend_err)?;
         let (revision, compacted) = {
             let txn = db.begin_write().map_err(backend_err)?;
             let counters = {

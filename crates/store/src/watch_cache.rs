@@ -63,6 +63,9 @@ pub struct WatchCache<T> {
     history_capacity: usize,
 }
 
+/// Most backend events applied under one lock.
+const MAX_APPLY_BATCH: usize = 1024;
+
 /// How long a read waits for the cache to catch up with the backend before failing.
 const FRESHNESS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -128,12 +131,25 @@ impl<T: Send + Sync + 'static> WatchCache<T> {
                 }
             };
             while let Some(event) = watch.next().await {
-                match event {
-                    Ok(event) => self.apply(event.kind, &event.kv),
-                    Err(err) => {
-                        tracing::debug!(%err, "backend watch ended; resuming");
-                        break;
-                    }
+                // Take whatever else is already waiting: a group commit arrives as many events,
+                // and applying them together takes the lock and wakes readers once.
+                let mut batch = vec![event];
+                while batch.len() < MAX_APPLY_BATCH
+                    && let Some(next) = watch.try_next()
+                {
+                    batch.push(next);
+                }
+                let failed = batch.iter().position(Result::is_err);
+                let events: Vec<(EventKind, KeyValue)> = batch
+                    .into_iter()
+                    .take(failed.unwrap_or(usize::MAX))
+                    .filter_map(Result::ok)
+                    .map(|e| (e.kind, e.kv))
+                    .collect();
+                self.apply_batch(&events);
+                if failed.is_some() {
+                    tracing::debug!("backend watch ended; resuming");
+                    break;
                 }
             }
         }
@@ -190,12 +206,37 @@ impl<T: Send + Sync + 'static> WatchCache<T> {
     }
 
     fn apply(&self, kind: EventKind, kv: &KeyValue) {
+        self.apply_batch(&[(kind, kv.clone())]);
+    }
+
+    fn apply_batch(&self, events: &[(EventKind, KeyValue)]) {
+        if events.is_empty() {
+            return;
+        }
         // Decoding happens outside the lock: readers are never held up by parsing.
-        let decoded = match kind {
-            EventKind::Put => (self.decode)(kv).map(Arc::new),
-            EventKind::Delete => None,
-        };
+        let decoded: Vec<Option<Arc<T>>> = events
+            .iter()
+            .map(|(kind, kv)| match kind {
+                EventKind::Put => (self.decode)(kv).map(Arc::new),
+                EventKind::Delete => None,
+            })
+            .collect();
         let mut state = self.state.write();
+        for ((kind, kv), decoded) in events.iter().zip(decoded) {
+            self.apply_one(&mut state, *kind, kv, decoded);
+        }
+        let rev = state.revision;
+        drop(state);
+        self.progress.send_replace(rev);
+    }
+
+    fn apply_one(
+        &self,
+        state: &mut State<T>,
+        kind: EventKind,
+        kv: &KeyValue,
+        decoded: Option<Arc<T>>,
+    ) {
         let event = match (kind, decoded) {
             (EventKind::Put, Some(object)) => {
                 let prev = state.objects.insert(
@@ -230,11 +271,8 @@ impl<T: Send + Sync + 'static> WatchCache<T> {
         };
         state.revision = state.revision.max(kv.mod_revision);
         if let Some(event) = event {
-            self.record(&mut state, Arc::new(event));
+            self.record(state, Arc::new(event));
         }
-        let rev = state.revision;
-        drop(state);
-        self.progress.send_replace(rev);
     }
 
     fn record(&self, state: &mut State<T>, event: Arc<CacheEvent<T>>) {
