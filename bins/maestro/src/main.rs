@@ -9,12 +9,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-/// mimalloc instead of glibc malloc: the API server allocates many small, short-lived JSON
-/// values; glibc spent a third of the server's CPU in allocation and kept freed memory
-/// (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "maestro",

@@ -369,6 +369,15 @@ fn removed_set(old: &Value, new: &Value, path: &mut Vec<String>, keys: ListKeys<
     };
     let mut set = Map::new();
     for (k, v) in old_map {
+        if path.len() == 1
+            && path[0] == "metadata"
+            && !matches!(
+                k.as_str(),
+                "labels" | "annotations" | "finalizers" | "ownerReferences"
+            )
+        {
+            continue;
+        }
         path.push(k.clone());
         match new_map.get(k) {
             None => {
@@ -407,16 +416,11 @@ pub fn record_update(
                 .cloned()
         })
         .unwrap_or_default();
-    let mut stripped_new = new.clone();
-    meta::metadata_mut(&mut stripped_new).remove("managedFields");
-    let stripped_old = old.map(|o| {
-        let mut o = o.clone();
-        meta::metadata_mut(&mut o).remove("managedFields");
-        o
-    });
-    let changed = changed_set(stripped_old.as_ref(), &stripped_new, &mut Vec::new(), keys);
-    let removed = match &stripped_old {
-        Some(o) => removed_set(o, &stripped_new, &mut Vec::new(), keys),
+    // Both sets look at metadata's labels, annotations, finalizers and ownerReferences only,
+    // so managedFields themselves never count as a change.
+    let changed = changed_set(old, new, &mut Vec::new(), keys);
+    let removed = match old {
+        Some(o) => removed_set(o, new, &mut Vec::new(), keys),
         None => json!({}),
     };
     let nothing = |v: &Value| v.as_object().is_none_or(|m| m.is_empty());

@@ -26,11 +26,34 @@ pub struct Resource {
 }
 
 impl Resource {
+    /// The shared description of a built-in resource (built once: requests resolve their
+    /// resource on every call, and cloning the description would allocate each time).
     pub fn builtin(info: &ResourceInfo) -> Arc<Resource> {
-        Arc::new(Resource {
-            info: info.clone(),
-            custom: None,
-        })
+        static BUILTINS: std::sync::OnceLock<Vec<Arc<Resource>>> = std::sync::OnceLock::new();
+        let all = BUILTINS.get_or_init(|| {
+            resources::builtins()
+                .iter()
+                .map(|info| {
+                    Arc::new(Resource {
+                        info: info.clone(),
+                        custom: None,
+                    })
+                })
+                .collect()
+        });
+        all.iter()
+            .find(|r| {
+                r.info.group == info.group
+                    && r.info.version == info.version
+                    && r.info.plural == info.plural
+            })
+            .cloned()
+            .unwrap_or_else(|| {
+                Arc::new(Resource {
+                    info: info.clone(),
+                    custom: None,
+                })
+            })
     }
 
     /// apiVersion of the stored representation.
@@ -165,6 +188,9 @@ pub struct Registry {
     cache: Arc<WatchCache<StoredObject>>,
     custom: RwLock<Option<Arc<CustomResources>>>,
     service_cidr: Cidr,
+    /// Bounds concurrent admission (decode, defaults, validation, encoding) to all cores but
+    /// one, so that reads are not queued behind a burst of writes.
+    admission: tokio::sync::Semaphore,
     /// Serializes Service creation so that two Services never pick the same ClusterIP.
     service_ips: tokio::sync::Mutex<()>,
 }
@@ -202,6 +228,10 @@ impl Registry {
             cache,
             custom: RwLock::new(None),
             service_cidr,
+            admission: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get().saturating_sub(1).max(1)),
+            ),
             service_ips: tokio::sync::Mutex::new(()),
         });
         registry.clone().spawn_crd_tracker();
@@ -581,6 +611,33 @@ impl Registry {
         }
     }
 
+    /// The namespace controller creates the `default` ServiceAccount right after its namespace:
+    /// a pod created at once waits for it a moment (outside admission, which that controller's
+    /// own write needs) instead of being refused.
+    async fn await_default_service_account(&self, res: &Resource, namespace: Option<&str>, body: &Value) {
+        if res.custom.is_some() || res.info.kind != "Pod" || !res.info.group.is_empty() {
+            return;
+        }
+        let Some(ns) = namespace else { return };
+        let account = body
+            .pointer("/spec/serviceAccountName")
+            .and_then(Value::as_str)
+            .filter(|a| !a.is_empty())
+            .unwrap_or("default");
+        if account != "default" {
+            return;
+        }
+        let key = resources::find_builtin("", "v1", "serviceaccounts")
+            .expect("built in")
+            .key(Some(ns), account);
+        for _ in 0..40 {
+            if self.cache.get(&key).is_some() || self.cache.get(&Self::namespace_key(ns)).is_none() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Kubernetes' ServiceAccount admission: a pod runs as an existing ServiceAccount, and
     /// unless it (or its account) opts out, gets the projected `kube-api-access-*` volume with
     /// the account's token, the cluster CA and its namespace, mounted in every container.
@@ -604,19 +661,7 @@ impl Registry {
         };
         let accounts = resources::find_builtin("", "v1", "serviceaccounts").expect("built in");
         let key = accounts.key(Some(ns), &account);
-        // The namespace controller creates `default` right after the namespace: give it a moment.
-        let patience = if account == "default" { 40 } else { 1 };
-        let mut found = None;
-        for attempt in 0..patience {
-            if let Some((sa, _)) = self.cache.get(&key) {
-                found = Some(sa);
-                break;
-            }
-            if attempt + 1 < patience {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-        let Some(sa) = found else {
+        let Some((sa, _)) = self.cache.get(&key) else {
             return Err(ApiError::forbidden(format!(
                 "pods \"{name}\" is forbidden: error looking up service account {ns}/{account}: serviceaccount \"{account}\" not found"
             )));
@@ -697,6 +742,15 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<WriteResult, ApiError> {
         let mut warnings = Vec::new();
+        // Admission is CPU work: bounded so that reads keep a core (released before the store
+        // write, which is where concurrent requests share commits).
+        self.await_default_service_account(res, namespace, &body).await;
+        let mut admission = Some(
+            self.admission
+                .acquire()
+                .await
+                .map_err(|_| ApiError::service_unavailable("shutting down"))?,
+        );
         let mut obj = self.admit_body(res, body, opts, &mut warnings)?;
         // Namespace: the URL decides; a different one in the body is an error.
         {
@@ -828,6 +882,7 @@ impl Registry {
             }
             let key = res.info.key(namespace, &name);
             let bytes = encode(&obj)?;
+            admission.take();
             match self.backend.create(&key, bytes).await {
                 Ok(rev) => {
                     set_resource_version(&mut obj, rev);
@@ -911,6 +966,11 @@ impl Registry {
         let key = res.info.key(namespace, name);
         for _ in 0..MAX_UPDATE_ATTEMPTS {
             self.cache.fresh().await.map_err(store_error)?;
+            let admission = self
+                .admission
+                .acquire()
+                .await
+                .map_err(|_| ApiError::service_unavailable("shutting down"))?;
             let Some((current, _)) = self.cache.get(&key) else {
                 return Err(ApiError::not_found(&res.info.group, &res.info.plural, name));
             };
@@ -955,6 +1015,8 @@ impl Registry {
                     created: false,
                 });
             }
+            let bytes = if finished { None } else { Some(encode(&new)?) };
+            drop(admission);
             // Removing the last finalizer of an object being deleted deletes it.
             let outcome = if finished {
                 self.backend
@@ -963,7 +1025,7 @@ impl Registry {
                     .map(|(rev, _)| rev)
             } else {
                 self.backend
-                    .update(&key, encode(&new)?, current.revision)
+                    .update(&key, bytes.unwrap_or_default(), current.revision)
                     .await
             };
             match outcome {
@@ -1197,33 +1259,91 @@ fn strip_resource_version(mut obj: Value) -> Value {
 
 /// The stored bytes: JSON without resourceVersion (the store's revision is the version).
 fn encode(obj: &Value) -> Result<Bytes, ApiError> {
+    let map = obj
+        .as_object()
+        .ok_or_else(|| ApiError::internal("only objects are stored"))?;
     // apiVersion, kind and metadata first: the watch cache splices the revision in right after
-    // `"metadata":{` instead of re-encoding every object.
-    let mut ordered = Map::new();
-    if let Some(map) = obj.as_object() {
-        for key in ["apiVersion", "kind", "metadata"] {
-            if let Some(v) = map.get(key) {
-                ordered.insert(key.to_string(), v.clone());
-            }
+    // `"metadata":{` instead of re-encoding every object. Written field by field: no copy.
+    let mut out = Vec::with_capacity(1024);
+    out.push(b'{');
+    let mut first = true;
+    let mut field = |out: &mut Vec<u8>,
+                     key: &str,
+                     value: &dyn Fn(&mut Vec<u8>) -> serde_json::Result<()>|
+     -> serde_json::Result<()> {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
         }
-        for (k, v) in map {
-            if !ordered.contains_key(k) {
-                ordered.insert(k.clone(), v.clone());
-            }
+        serde_json::to_writer(&mut *out, key)?;
+        out.push(b':');
+        value(out)
+    };
+    let internal = |e: serde_json::Error| ApiError::internal(e.to_string());
+    for key in ["apiVersion", "kind"] {
+        if let Some(v) = map.get(key) {
+            field(&mut out, key, &|out| serde_json::to_writer(out, v)).map_err(internal)?;
         }
     }
-    let mut copy = Value::Object(ordered);
-    meta::metadata_mut(&mut copy).remove("resourceVersion");
-    let bytes = serde_json::to_vec(&copy).map_err(|e| ApiError::internal(e.to_string()))?;
-    if bytes.len() > MAX_OBJECT_BYTES {
+    if let Some(metadata) = map.get("metadata") {
+        field(&mut out, "metadata", &|out| match metadata.as_object() {
+            Some(m) => {
+                out.push(b'{');
+                let mut first_meta = true;
+                for (k, v) in m.iter().filter(|(k, _)| k.as_str() != "resourceVersion") {
+                    if !std::mem::take(&mut first_meta) {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut *out, k)?;
+                    out.push(b':');
+                    serde_json::to_writer(&mut *out, v)?;
+                }
+                out.push(b'}');
+                Ok(())
+            }
+            None => serde_json::to_writer(out, metadata),
+        })
+        .map_err(internal)?;
+    }
+    for (k, v) in map
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "apiVersion" | "kind" | "metadata"))
+    {
+        field(&mut out, k, &|out| serde_json::to_writer(out, v)).map_err(internal)?;
+    }
+    out.push(b'}');
+    if out.len() > MAX_OBJECT_BYTES {
         return Err(ApiError::too_large("the object is too large to be stored"));
     }
-    Ok(Bytes::from(bytes))
+    Ok(Bytes::from(out))
 }
 
-/// Equal apart from resourceVersion.
+/// Equal apart from resourceVersion (compared in place: objects can be large).
 fn same_content(a: &Value, b: &Value) -> bool {
-    strip_resource_version(a.clone()) == strip_resource_version(b.clone())
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let without_rv = |m: &'_ Map<String, Value>| -> usize {
+        m.get("metadata")
+            .and_then(Value::as_object)
+            .map_or(0, |meta| {
+                meta.len() - usize::from(meta.contains_key("resourceVersion"))
+            })
+    };
+    a.len() == b.len()
+        && a.iter().all(|(k, v)| match (k.as_str(), b.get(k)) {
+            ("metadata", Some(other)) => match (v.as_object(), other.as_object()) {
+                (Some(ma), Some(mb)) => {
+                    without_rv(a) == without_rv(b)
+                        && ma
+                            .iter()
+                            .filter(|(k, _)| k.as_str() != "resourceVersion")
+                            .all(|(k, v)| mb.get(k) == Some(v))
+                }
+                _ => v == other,
+            },
+            (_, Some(other)) => v == other,
+            (_, None) => false,
+        })
 }
 
 /// Whether the spec-like content (everything but metadata and, when split, status) differs.
@@ -1370,5 +1490,34 @@ fn prepare_for_update(res: &Resource, new: &mut Value, old: &Value, subresource:
     if res.custom.is_none() && res.info.kind == "CustomResourceDefinition" && subresource.is_none()
     {
         crd::establish(new, now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_puts_identity_first_and_drops_the_version() {
+        let obj = json!({"data": {"a": "b"}, "metadata": {"name": "c", "resourceVersion": "9"}, "kind": "ConfigMap", "apiVersion": "v1"});
+        let bytes = encode(&obj).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"data":{"a":"b"}}"#
+        );
+    }
+
+    #[test]
+    fn content_comparison_ignores_only_the_version() {
+        let a = json!({"kind": "ConfigMap", "metadata": {"name": "c", "resourceVersion": "1"}, "data": {"a": "b"}});
+        let same = json!({"kind": "ConfigMap", "metadata": {"name": "c", "resourceVersion": "2"}, "data": {"a": "b"}});
+        let unversioned =
+            json!({"kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}});
+        let other = json!({"kind": "ConfigMap", "metadata": {"name": "c", "resourceVersion": "1"}, "data": {"a": "x"}});
+        let relabelled = json!({"kind": "ConfigMap", "metadata": {"name": "c", "labels": {"x": "y"}}, "data": {"a": "b"}});
+        assert!(same_content(&a, &same));
+        assert!(same_content(&a, &unversioned));
+        assert!(!same_content(&a, &other));
+        assert!(!same_content(&a, &relabelled));
     }
 }

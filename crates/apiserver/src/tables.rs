@@ -56,7 +56,15 @@ impl<'a> Rows<'a> {
         };
         let object = match self.include {
             RowObject::None => Value::Null,
-            RowObject::Metadata => table::partial_object_metadata(&obj),
+            RowObject::Metadata => {
+                // kubectl reads names, namespaces and labels from row objects; managed fields
+                // would only make large Tables larger.
+                let mut partial = table::partial_object_metadata(&obj);
+                if let Some(m) = partial.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.remove("managedFields");
+                }
+                partial
+            }
             RowObject::Object => obj,
         };
         json!({"cells": cells, "object": object})
