@@ -57,6 +57,9 @@ struct ServerArgs {
     /// Range of Service virtual IPs (ClusterIPs).
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
+    /// Seconds between the bookmarks sent to watches that allow them.
+    #[arg(long, default_value_t = 60.0)]
+    watch_bookmark_interval_seconds: f64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,6 +100,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         compaction_interval: Duration::from_secs(args.compaction_interval_seconds.max(1)),
         store,
         service_cidr,
+        watch_bookmark_interval: Duration::from_secs_f64(
+            args.watch_bookmark_interval_seconds.max(0.1),
+        ),
     };
     let server = maestro_apiserver::ApiServer::start(config)
         .await

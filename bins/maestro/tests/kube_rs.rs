@@ -421,3 +421,71 @@ async fn requests_without_credentials_are_unauthorized() {
     // Health and version stay public, as in Kubernetes.
     assert!(anonymous.apiserver_version().await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_get_bookmarks_when_they_allow_them() {
+    use http_body_util::BodyExt;
+    let cluster = Cluster::start_with(
+        env!("CARGO_BIN_EXE_maestro"),
+        Kubectl::v1_33(),
+        &["--watch-bookmark-interval-seconds", "0.3"],
+    );
+    let client = client(&cluster).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let list = cms.list(&ListParams::default()).await.unwrap();
+    let list_rv: i64 = list.metadata.resource_version.unwrap().parse().unwrap();
+    let request = http::Request::get(format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&allowWatchBookmarks=true&resourceVersion={list_rv}&timeoutSeconds=5"
+    ))
+    .body(Vec::new())
+    .unwrap();
+    let response = client
+        .send(request.map(kube::client::Body::from))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let written = cms
+        .create(&PostParams::default(), &configmap("marked", "1"))
+        .await
+        .unwrap();
+    let written_rv: i64 = written.metadata.resource_version.unwrap().parse().unwrap();
+    let mut buffer = Vec::new();
+    let mut events: Vec<Value> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    // Read until a bookmark past the write arrives.
+    while !events.iter().any(|e| {
+        e["type"] == "BOOKMARK"
+            && e["object"]["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|r| r.parse::<i64>().ok())
+                .is_some_and(|r| r >= written_rv)
+    }) {
+        let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await else {
+            break;
+        };
+        if let Ok(data) = frame.into_data() {
+            buffer.extend_from_slice(&data);
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                events.push(serde_json::from_slice(&line).unwrap());
+            }
+        }
+    }
+    let added = events
+        .iter()
+        .position(|e| e["type"] == "ADDED" && e["object"]["metadata"]["name"] == "marked");
+    let bookmark = events.iter().position(|e| {
+        e["type"] == "BOOKMARK"
+            && e["object"]["kind"] == "ConfigMap"
+            && e["object"]["apiVersion"] == "v1"
+            && e["object"]["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|r| r.parse::<i64>().ok())
+                .is_some_and(|r| r >= written_rv)
+    });
+    assert!(
+        added.is_some() && bookmark.is_some() && added < bookmark,
+        "events: {events:?}"
+    );
+}

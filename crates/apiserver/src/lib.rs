@@ -58,6 +58,8 @@ pub struct ApiServerConfig {
     pub store: StoreConfig,
     /// Virtual IPs of Services come from here; the first is the `kubernetes` Service's.
     pub service_cidr: service_ips::Cidr,
+    /// How often watches that allow bookmarks get one.
+    pub watch_bookmark_interval: std::time::Duration,
 }
 
 /// Why the server could not start.
@@ -90,6 +92,7 @@ impl ApiServer {
             source,
         })?;
         let credentials = pki::ensure(&config.data_dir, &config.extra_sans)?;
+        watch::set_bookmark_interval(config.watch_bookmark_interval);
         let backend: Arc<dyn Backend> = match &config.store {
             StoreConfig::Embedded => {
                 Arc::new(RedbBackend::open(&config.data_dir.join("store.redb"))?)

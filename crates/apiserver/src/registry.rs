@@ -614,7 +614,12 @@ impl Registry {
     /// The namespace controller creates the `default` ServiceAccount right after its namespace:
     /// a pod created at once waits for it a moment (outside admission, which that controller's
     /// own write needs) instead of being refused.
-    async fn await_default_service_account(&self, res: &Resource, namespace: Option<&str>, body: &Value) {
+    async fn await_default_service_account(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        body: &Value,
+    ) {
         if res.custom.is_some() || res.info.kind != "Pod" || !res.info.group.is_empty() {
             return;
         }
@@ -631,7 +636,8 @@ impl Registry {
             .expect("built in")
             .key(Some(ns), account);
         for _ in 0..40 {
-            if self.cache.get(&key).is_some() || self.cache.get(&Self::namespace_key(ns)).is_none() {
+            if self.cache.get(&key).is_some() || self.cache.get(&Self::namespace_key(ns)).is_none()
+            {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -744,7 +750,8 @@ impl Registry {
         let mut warnings = Vec::new();
         // Admission is CPU work: bounded so that reads keep a core (released before the store
         // write, which is where concurrent requests share commits).
-        self.await_default_service_account(res, namespace, &body).await;
+        self.await_default_service_account(res, namespace, &body)
+            .await;
         let mut admission = Some(
             self.admission
                 .acquire()

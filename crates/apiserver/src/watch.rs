@@ -24,7 +24,21 @@ use crate::response::{Body, bytes_response};
 use crate::tables;
 
 /// How often bookmarks are sent to clients that allow them.
-const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
+static BOOKMARK_INTERVAL_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(60_000);
+
+/// Set how often watches that allow bookmarks get one (the server's `--watch-bookmark-interval`;
+/// Kubernetes sends them about once a minute).
+pub fn set_bookmark_interval(interval: Duration) {
+    BOOKMARK_INTERVAL_MS.store(
+        interval.as_millis().clamp(100, u128::from(u64::MAX)) as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+fn bookmark_interval() -> Duration {
+    Duration::from_millis(BOOKMARK_INTERVAL_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
 /// Watch length when the client gives no timeoutSeconds (Kubernetes picks 30-60 minutes).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
@@ -120,7 +134,7 @@ pub async fn serve(
         let _guard = WatchGuard::new();
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        let mut bookmarks = tokio::time::interval(BOOKMARK_INTERVAL);
+        let mut bookmarks = tokio::time::interval(bookmark_interval());
         bookmarks.tick().await;
         let mut initial_end_sent = !send_initial;
         let mut first_table = true;
