@@ -326,11 +326,6 @@ impl ApiError {
     }
 }
 
-/// A success `Status` (returned by some deletes of collections).
-pub fn success_status() -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,9 +13,7 @@ use serde_json::{Value, json};
 
 use crate::registry::{DeleteOptions, Registry, Resource, WriteResult};
 use crate::request::{Query, ResourcePath, Wanted, parse_propagation, wanted};
-use crate::response::{
-    Body, add_warnings, bytes_response, error_response, json_response, yaml_response,
-};
+use crate::response::{Body, add_warnings, bytes_response, json_response, yaml_response};
 use crate::{patch, tables, watch};
 
 /// Largest request body accepted (Kubernetes' limit is 3 MiB).
@@ -572,9 +570,4 @@ async fn scale(
     let mut resp = json_response(200, &scale_of(res, &result.object)?);
     add_warnings(&mut resp, &result.warnings);
     Ok(resp)
-}
-
-/// Turn a registry error into its response.
-pub fn failure(err: ApiError) -> Response<Body> {
-    error_response(&err)
 }

@@ -1171,7 +1171,8 @@ impl Registry {
             if opts.dry_run {
                 return Ok(Deleted::pending(self.present_value(res, obj)));
             }
-            let bytes = encode(&strip_resource_version(obj.clone()))?;
+            // encode() leaves the resourceVersion out.
+            let bytes = encode(&obj)?;
             match self.backend.update(&key, bytes, current.revision).await {
                 Ok(rev) => {
                     set_resource_version(&mut obj, rev);
@@ -1257,11 +1258,6 @@ fn matches(obj: &StoredObject, opts: &ListOptions) -> bool {
 
 fn set_resource_version(obj: &mut Value, rev: Revision) {
     meta::metadata_mut(obj).insert("resourceVersion".into(), json!(rev.to_string()));
-}
-
-fn strip_resource_version(mut obj: Value) -> Value {
-    meta::metadata_mut(&mut obj).remove("resourceVersion");
-    obj
 }
 
 /// The stored bytes: JSON without resourceVersion (the store's revision is the version).
