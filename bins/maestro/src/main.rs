@@ -112,7 +112,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
                 args.data_dir.display()
             )
         })?;
-    maestro_controllers::start(server.state.registry.clone(), &server.credentials);
+    let identity = server_identity(&args.data_dir).context("reading this server's identity")?;
+    maestro_controllers::start(server.state.registry.clone(), &server.credentials, identity);
     if args.no_agent {
         tracing::info!("running without a node agent (--no-agent)");
     } else {
@@ -124,4 +125,24 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         .context("waiting for a signal")?;
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// This server's name in leader election: kept in the data directory so that it survives
+/// restarts (a restarted server resumes its own Lease instead of waiting for it to lapse).
+fn server_identity(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("identity");
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && !existing.trim().is_empty()
+    {
+        return Ok(existing.trim().to_string());
+    }
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let suffix: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default()
+        ^ u64::from(std::process::id());
+    let identity = format!("{}_{suffix:016x}", host.trim());
+    std::fs::write(&path, &identity).with_context(|| format!("writing {}", path.display()))?;
+    Ok(identity)
 }

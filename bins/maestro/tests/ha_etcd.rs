@@ -49,6 +49,36 @@ async fn two_servers_share_one_etcd() {
         b.json(&["get", "namespace", "default"])["metadata"]["uid"]
     );
 
+    // Services created through both servers at once never share a ClusterIP: allocations are
+    // recorded in etcd, not only in each server's memory.
+    std::thread::scope(|scope| {
+        for (server, prefix) in [(&a, "a"), (&b, "b")] {
+            scope.spawn(move || {
+                for i in 0..15 {
+                    server.ok(&[
+                        "create",
+                        "service",
+                        "clusterip",
+                        &format!("svc-{prefix}-{i}"),
+                        "--tcp=80:80",
+                    ]);
+                }
+            });
+        }
+    });
+    let services = a.json(&["get", "services", "-A"]);
+    let ips: Vec<String> = services["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["spec"]["clusterIP"].as_str().unwrap().to_string())
+        .collect();
+    let mut unique = ips.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(ips.len(), 31, "30 services and kubernetes: {ips:?}");
+    assert_eq!(unique.len(), ips.len(), "duplicate ClusterIPs: {ips:?}");
+
     // Kill the etcd leader: both servers keep answering after the election.
     let leader = etcd.leader().await.expect("a leader");
     etcd.kill(leader);
@@ -64,6 +94,34 @@ async fn two_servers_share_one_etcd() {
         .run(&["get", "configmap", "after-failover"])
         .status
         .success()));
+
+    // The controllers run on one server, the holder of the Lease; when it dies the other server
+    // takes the Lease over and the controllers' work goes on (a new namespace gets its
+    // ServiceAccount).
+    let identity = |c: &Cluster| std::fs::read_to_string(c.data_dir().join("identity")).unwrap();
+    let holder = a.json(&["get", "lease", "-n", "kube-system", "maestro-controllers"])["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (mut leader, follower) = if holder == identity(&a) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(holder, identity(&leader));
+    leader.kill9();
+    follower.ok(&["create", "namespace", "after-leader"]);
+    assert!(
+        eventually(Duration::from_secs(30), || follower
+            .run(&["get", "serviceaccount", "default", "-n", "after-leader"])
+            .status
+            .success()),
+        "no controller took over after the leader died:\n{}",
+        follower.log()
+    );
+    let new_holder = follower.json(&["get", "lease", "-n", "kube-system", "maestro-controllers"])["spec"]["holderIdentity"].clone();
+    assert_eq!(new_holder, identity(&follower).as_str());
+    let (a, b) = (leader, follower);
 
     let _ = watcher.kill();
     let mut out = String::new();

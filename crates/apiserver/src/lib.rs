@@ -104,6 +104,7 @@ impl ApiServer {
         maestro_store::spawn_compactor(backend.clone(), config.compaction_interval);
         let registry = Registry::new(backend, config.service_cidr).await?;
         bootstrap::ensure_system_namespaces(&registry).await?;
+        registry.repair_service_ips().await?;
         let listener =
             TcpListener::bind(config.bind)
                 .await

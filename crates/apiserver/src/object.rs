@@ -228,6 +228,10 @@ fn with_resource_version(raw: &[u8], revision: Revision) -> Option<Vec<u8>> {
 
 /// Build the cached object from a store record (returns None for undecodable values).
 pub fn decode(kv: &KeyValue) -> Option<StoredObject> {
+    // Records that are not API objects (allocation records) are followed, not cached.
+    if !kv.key.starts_with("/registry/") {
+        return None;
+    }
     let indexed: Indexed = match serde_json::from_slice(&kv.value) {
         Ok(v) => v,
         Err(err) => {

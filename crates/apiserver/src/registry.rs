@@ -166,6 +166,34 @@ impl Deleted {
     }
 }
 
+fn is_core_service(res: &Resource) -> bool {
+    res.custom.is_none() && res.info.group.is_empty() && res.info.kind == "Service"
+}
+
+/// A ClusterIP recorded in the store for a Service being created; released on drop unless
+/// [`IpReservation::keep`] says the Service was written.
+struct IpReservation {
+    backend: Arc<dyn Backend>,
+    key: Option<String>,
+}
+
+impl IpReservation {
+    fn keep(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for IpReservation {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let backend = self.backend.clone();
+            tokio::spawn(async move {
+                let _ = backend.delete(&key, None).await;
+            });
+        }
+    }
+}
+
 /// Namespaces that can never be deleted (Kubernetes' NamespaceLifecycle admission).
 const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
@@ -222,7 +250,10 @@ impl Registry {
         service_cidr: Cidr,
     ) -> Result<Arc<Registry>, StoreError> {
         let decode: maestro_store::watch_cache::DecodeFn<StoredObject> = Arc::new(object::decode);
-        let cache = WatchCache::start(backend.clone(), "/registry/", decode, 10_000).await?;
+        // The cache follows the whole keyspace so that its revision keeps up with every write,
+        // including records outside the objects (ClusterIP allocations); it indexes only the
+        // objects under /registry/ (`object::decode` skips the rest).
+        let cache = WatchCache::start(backend.clone(), "/", decode, 10_000).await?;
         let registry = Arc::new(Registry {
             backend,
             cache,
@@ -739,6 +770,129 @@ impl Registry {
         Ok(())
     }
 
+    /// Pick a ClusterIP for a new Service (or check the one it asks for) and record it in the
+    /// store. The returned reservation is released unless the Service is written.
+    async fn allocate_service_ip(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        obj: &mut Value,
+        dry_run: bool,
+    ) -> Result<Option<IpReservation>, ApiError> {
+        self.cache.fresh().await.map_err(store_error)?;
+        let (services, _) = self.cache.list(&res.info.storage_prefix());
+        let values: Vec<Value> = services.iter().map(|s| s.value()).collect();
+        let mut used = service_ips::used_addresses(values.iter());
+        let name = meta::name(obj).to_string();
+        let owner = format!("{}/{}", namespace.unwrap_or_default(), name);
+        let requested = obj
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .is_some_and(|ip| !ip.is_empty());
+        for _ in 0..64 {
+            let spec = obj
+                .as_object_mut()
+                .expect("admitted objects are JSON objects")
+                .entry("spec")
+                .or_insert_with(|| json!({}));
+            service_ips::assign(&self.service_cidr, spec, &used, rand::random())
+                .map_err(|causes| service_ips::allocation_error(&name, causes))?;
+            let Some(ip) = spec
+                .get("clusterIP")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            else {
+                return Ok(None);
+            };
+            if dry_run || !service_ips::wants_cluster_ip(spec) {
+                return Ok(None);
+            }
+            let key = service_ips::record_key(&ip);
+            match self.backend.create(&key, Bytes::from(owner.clone())).await {
+                Ok(_) => {
+                    return Ok(Some(IpReservation {
+                        backend: self.backend.clone(),
+                        key: Some(key),
+                    }));
+                }
+                // Taken by a Service this server has not seen yet (another server's).
+                Err(StoreError::AlreadyExists(_)) if requested => {
+                    return Err(service_ips::allocation_error(
+                        &name,
+                        vec![Cause::invalid(
+                            "spec.clusterIPs",
+                            &json!([ip]),
+                            format!("failed to allocate IP {ip}: provided IP is already allocated"),
+                        )],
+                    ));
+                }
+                Err(StoreError::AlreadyExists(_)) => {
+                    if let Ok(addr) = ip.parse() {
+                        used.push(addr);
+                    }
+                    if let Some(map) = spec.as_object_mut() {
+                        map.remove("clusterIP");
+                        map.remove("clusterIPs");
+                    }
+                }
+                Err(other) => return Err(store_error(other)),
+            }
+        }
+        Err(ApiError::internal("could not allocate a ClusterIP"))
+    }
+
+    /// Release the address records of a Service that is gone.
+    async fn release_service_ips(&self, service: &Value) {
+        for ip in service_ips::addresses_of(service) {
+            if let Err(err) = self
+                .backend
+                .delete(&service_ips::record_key(&ip), None)
+                .await
+                && !matches!(err, StoreError::NotFound(_))
+            {
+                tracing::warn!(%ip, %err, "could not release a ClusterIP record");
+            }
+        }
+    }
+
+    /// Make the address records match the Services: drop records no Service holds (a crash
+    /// between reserving and writing) and add records missing for existing Services.
+    pub async fn repair_service_ips(&self) -> Result<(), ApiError> {
+        self.cache.fresh().await.map_err(store_error)?;
+        let services = resources::find_builtin("", "v1", "services").expect("built in");
+        let (items, _) = self.cache.list(&services.storage_prefix());
+        let held: std::collections::HashMap<String, String> = items
+            .iter()
+            .flat_map(|svc| {
+                let owner = format!("{}/{}", svc.namespace.clone().unwrap_or_default(), svc.name);
+                service_ips::addresses_of(&svc.value())
+                    .into_iter()
+                    .map(move |ip| (ip, owner.clone()))
+            })
+            .collect();
+        let (records, _) = self
+            .backend
+            .list(service_ips::RECORD_PREFIX)
+            .await
+            .map_err(store_error)?;
+        for record in &records {
+            let ip = record.key.trim_start_matches(service_ips::RECORD_PREFIX);
+            if !held.contains_key(ip) {
+                let _ = self
+                    .backend
+                    .delete(&record.key, Some(record.mod_revision))
+                    .await;
+            }
+        }
+        for (ip, owner) in held {
+            let key = service_ips::record_key(&ip);
+            if !records.iter().any(|r| r.key == key) {
+                let _ = self.backend.create(&key, Bytes::from(owner)).await;
+            }
+        }
+        Ok(())
+    }
+
     /// Create an object.
     pub async fn create(
         &self,
@@ -813,27 +967,18 @@ impl Registry {
         }
         let timestamp = now();
         prepare_for_create(res, &mut obj, timestamp);
-        let is_service =
-            res.custom.is_none() && res.info.group.is_empty() && res.info.kind == "Service";
-        // Held until the Service is stored: the next allocation must see this one.
+        let is_service = is_core_service(res);
+        // Held until the Service is stored: allocations from this server do not race each other.
         let _service_ips = if is_service {
             Some(self.service_ips.lock().await)
         } else {
             None
         };
+        let mut reservation = None;
         if is_service {
-            self.cache.fresh().await.map_err(store_error)?;
-            let (services, _) = self.cache.list(&res.info.storage_prefix());
-            let values: Vec<Value> = services.iter().map(|s| s.value()).collect();
-            let used = service_ips::used_addresses(values.iter());
-            let name = meta::name(&obj).to_string();
-            let spec = obj
-                .as_object_mut()
-                .expect("admitted objects are JSON objects")
-                .entry("spec")
-                .or_insert_with(|| json!({}));
-            service_ips::assign(&self.service_cidr, spec, &used, rand::random())
-                .map_err(|causes| service_ips::allocation_error(&name, causes))?;
+            reservation = self
+                .allocate_service_ip(res, namespace, &mut obj, opts.dry_run)
+                .await?;
         }
         let base = obj;
         // A generated name may collide; Kubernetes returns the conflict, we retry a few times.
@@ -892,6 +1037,9 @@ impl Registry {
             admission.take();
             match self.backend.create(&key, bytes).await {
                 Ok(rev) => {
+                    if let Some(reservation) = reservation.take() {
+                        reservation.keep();
+                    }
                     set_resource_version(&mut obj, rev);
                     return Ok(WriteResult {
                         object: self.present_value(res, obj),
@@ -1037,6 +1185,9 @@ impl Registry {
             };
             match outcome {
                 Ok(rev) => {
+                    if finished && is_core_service(res) {
+                        self.release_service_ips(&new).await;
+                    }
                     set_resource_version(&mut new, rev);
                     return Ok(WriteResult {
                         object: self.present_value(res, new),
@@ -1138,7 +1289,12 @@ impl Registry {
                     return Ok(Deleted::removed(self.present_value(res, obj)));
                 }
                 match self.backend.delete(&key, Some(current.revision)).await {
-                    Ok(_) => return Ok(Deleted::removed(self.present_value(res, obj))),
+                    Ok(_) => {
+                        if is_core_service(res) {
+                            self.release_service_ips(&obj).await;
+                        }
+                        return Ok(Deleted::removed(self.present_value(res, obj)));
+                    }
                     Err(err) => match cas_failure(res, name, err, true) {
                         CasFailure::Retry => continue,
                         CasFailure::Fail(err) => return Err(err),

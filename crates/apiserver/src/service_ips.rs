@@ -1,7 +1,10 @@
 //! ClusterIP allocation for Services from the service CIDR. The first address belongs to the
-//! `default/kubernetes` Service. Allocation is serialized in this process and checked against
-//! every Service in the (fresh) watch cache, so two Services never share an address on one
-//! server; several API servers sharing an etcd would need allocation records in the store.
+//! `default/kubernetes` Service. Each allocated address has a record in the store
+//! (`/maestro/serviceips/<ip>`, outside the objects the watch cache serves), created atomically
+//! before the Service is written: two API servers on one etcd can never hand out the same
+//! address. Records are released when the Service goes, and records without a Service (a crash
+//! between the two writes) are repaired at start-up. (A server starting while another is between
+//! the two writes can drop that fresh record; the next repair restores it from the Service.)
 
 use std::net::Ipv4Addr;
 
@@ -60,6 +63,14 @@ impl Cidr {
     pub fn first_host(&self) -> Ipv4Addr {
         self.nth(1)
     }
+}
+
+/// Prefix of the allocation records in the store.
+pub const RECORD_PREFIX: &str = "/maestro/serviceips/";
+
+/// The store key recording that `ip` is allocated.
+pub fn record_key(ip: &str) -> String {
+    format!("{RECORD_PREFIX}{ip}")
 }
 
 /// Whether a Service spec asks for a virtual IP at all.
@@ -128,6 +139,31 @@ pub fn assign(
         map.insert("clusterIPs".into(), json!([ip.to_string()]));
     }
     Ok(())
+}
+
+/// The addresses a Service holds (`clusterIPs`, or `clusterIP`).
+pub fn addresses_of(service: &Value) -> Vec<String> {
+    let from_list: Vec<String> = service
+        .pointer("/spec/clusterIPs")
+        .and_then(Value::as_array)
+        .map(|ips| {
+            ips.iter()
+                .filter_map(|ip| ip.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let list = if from_list.is_empty() {
+        service
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .map(|ip| vec![ip.to_string()])
+            .unwrap_or_default()
+    } else {
+        from_list
+    };
+    list.into_iter()
+        .filter(|ip| ip.parse::<Ipv4Addr>().is_ok())
+        .collect()
 }
 
 /// Addresses held by the given Services.

@@ -4,9 +4,11 @@
 //!
 //! Each loop follows the shared watch cache, marks the keys an event concerns as dirty and
 //! reconciles them: reconcilers look at the current state and converge, whatever the event was.
+//! When several servers share one store, the loops run on the holder of a Lease (`leader`).
 
 mod crd_cleanup;
 mod garbage_collector;
+pub mod leader;
 mod namespaces;
 mod queue;
 mod writes;
@@ -16,12 +18,20 @@ use std::sync::Arc;
 use maestro_apiserver::Registry;
 use maestro_apiserver::pki::Credentials;
 
-/// Start every in-server controller.
-pub fn start(registry: Arc<Registry>, credentials: &Credentials) {
-    tokio::spawn(garbage_collector::run(registry.clone()));
-    tokio::spawn(namespaces::run(
-        registry.clone(),
-        credentials.ca_cert_pem.clone(),
+/// Run every in-server controller while this server holds the controllers' Lease (one server
+/// at a time when several share a store). `identity` names this server in the Lease; keep it
+/// stable across restarts so that a restarted server resumes its own Lease at once.
+pub fn start(registry: Arc<Registry>, credentials: &Credentials, identity: String) {
+    let ca_pem = credentials.ca_cert_pem.clone();
+    tokio::spawn(leader::run_while_leader(
+        registry,
+        identity,
+        move |registry| {
+            vec![
+                tokio::spawn(garbage_collector::run(registry.clone())),
+                tokio::spawn(namespaces::run(registry.clone(), ca_pem.clone())),
+                tokio::spawn(crd_cleanup::run(registry)),
+            ]
+        },
     ));
-    tokio::spawn(crd_cleanup::run(registry));
 }
