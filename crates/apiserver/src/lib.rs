@@ -3,6 +3,7 @@
 //! authentication. [`ApiServer::start`] brings it all up from a data directory.
 
 pub mod apply;
+pub mod auth;
 pub mod bootstrap;
 pub mod conversion;
 pub mod crd;
@@ -132,6 +133,7 @@ impl ApiServer {
             tokens: RwLock::new([credentials.admin_token.clone()].into_iter().collect()),
             metrics: metrics::Metrics::default(),
             openapi: openapi::OpenApiCache::default(),
+            ca_pem: credentials.ca_cert_pem.clone(),
             advertise_address: format!("{host}:{}", address.port()),
         });
         tokio::spawn(server::serve(listener, tls, state.clone()));

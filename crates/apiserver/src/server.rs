@@ -33,6 +33,8 @@ pub struct ApiState {
     pub tokens: RwLock<HashSet<String>>,
     pub metrics: Metrics,
     pub openapi: OpenApiCache,
+    /// The cluster CA, served at `/cacerts` to joining nodes.
+    pub ca_pem: String,
     /// Address advertised in `/api` (`serverAddressByClientCIDRs`).
     pub advertise_address: String,
 }
@@ -117,7 +119,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state:
 fn is_public(path: &str) -> bool {
     matches!(
         path.trim_end_matches('/'),
-        "/livez" | "/readyz" | "/healthz" | "/version"
+        "/livez" | "/readyz" | "/healthz" | "/version" | "/cacerts"
     ) || path.starts_with("/livez/")
         || path.starts_with("/readyz/")
         || path.starts_with("/healthz/")
@@ -137,7 +139,7 @@ fn authenticated(state: &ApiState, req: &Request<Incoming>) -> bool {
     else {
         return false;
     };
-    state.tokens.read().contains(token.trim())
+    crate::auth::authenticate(&state.tokens.read(), &state.registry, token.trim())
 }
 
 /// The metrics labels of a request: (verb, resource).
@@ -280,6 +282,8 @@ async fn route(
         }
         Target::Other(path) => match path.as_str() {
             "/version" => Ok(json_response(200, &crate::version::info())),
+            // Joining nodes fetch the CA here and check it against the hash in their token.
+            "/cacerts" => Ok(text_response(200, state.ca_pem.clone())),
             "/livez" | "/healthz" => Ok(text_response(200, "ok")),
             "/readyz" => match registry.cache().fresh().await {
                 Ok(_) => Ok(text_response(200, "ok")),

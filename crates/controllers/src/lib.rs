@@ -1,6 +1,7 @@
 //! The reconciliation loops that run inside the server: garbage collection of dependents
 //! (Background, Foreground, Orphan), namespace lifecycle, the `default` ServiceAccount and
-//! `kube-root-ca.crt` ConfigMap of every namespace, and cleanup of a deleted CRD's objects.
+//! `kube-root-ca.crt` ConfigMap of every namespace, cleanup of a deleted CRD's objects, and pod
+//! CIDRs for nodes.
 //!
 //! Each loop follows the shared watch cache, marks the keys an event concerns as dirty and
 //! reconciles them: reconcilers look at the current state and converge, whatever the event was.
@@ -10,6 +11,7 @@ mod crd_cleanup;
 mod garbage_collector;
 pub mod leader;
 mod namespaces;
+pub mod node_ipam;
 mod queue;
 mod writes;
 
@@ -21,7 +23,12 @@ use maestro_apiserver::pki::Credentials;
 /// Run every in-server controller while this server holds the controllers' Lease (one server
 /// at a time when several share a store). `identity` names this server in the Lease; keep it
 /// stable across restarts so that a restarted server resumes its own Lease at once.
-pub fn start(registry: Arc<Registry>, credentials: &Credentials, identity: String) {
+pub fn start(
+    registry: Arc<Registry>,
+    credentials: &Credentials,
+    identity: String,
+    ipam: node_ipam::NodeIpam,
+) {
     let ca_pem = credentials.ca_cert_pem.clone();
     tokio::spawn(leader::run_while_leader(
         registry,
@@ -30,7 +37,8 @@ pub fn start(registry: Arc<Registry>, credentials: &Credentials, identity: Strin
             vec![
                 tokio::spawn(garbage_collector::run(registry.clone())),
                 tokio::spawn(namespaces::run(registry.clone(), ca_pem.clone())),
-                tokio::spawn(crd_cleanup::run(registry)),
+                tokio::spawn(crd_cleanup::run(registry.clone())),
+                tokio::spawn(node_ipam::run(registry, ipam)),
             ]
         },
     ));
