@@ -5,7 +5,9 @@
 pub mod client;
 pub mod host;
 pub mod join;
+pub mod logs;
 pub mod node;
+pub mod pods;
 
 use std::path::PathBuf;
 
