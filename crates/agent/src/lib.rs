@@ -8,6 +8,7 @@ pub mod join;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod probes;
 
 use std::path::PathBuf;
 
