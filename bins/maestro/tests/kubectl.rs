@@ -904,6 +904,38 @@ pub fn converted_versions_and_describe(c: &Cluster) {
     );
 }
 
+pub fn service_account_tokens(c: &Cluster) {
+    c.ok(&["create", "serviceaccount", "robot"]);
+    let token = c
+        .ok(&["create", "token", "robot", "--duration=1h"])
+        .trim()
+        .to_string();
+    assert_eq!(token.matches('.').count(), 2, "a JWT: {token}");
+    let as_robot = |args: &[&str]| {
+        let mut full = vec!["--token", token.as_str()];
+        full.extend_from_slice(args);
+        c.run(&full)
+    };
+    assert!(
+        as_robot(&["get", "namespaces"]).status.success(),
+        "the token authenticates"
+    );
+    let short = c.fails(&["create", "token", "robot", "--duration=1m"], None);
+    assert!(
+        short.contains("may not specify a duration less than 10 minutes"),
+        "{short}"
+    );
+    let missing = c.fails(&["create", "token", "nobody"], None);
+    assert!(missing.contains("not found"), "{missing}");
+    c.ok(&["delete", "serviceaccount", "robot"]);
+    let out = as_robot(&["get", "namespaces"]);
+    assert!(
+        !out.status.success(),
+        "a deleted account's token no longer authenticates"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"));
+}
+
 macro_rules! kubectl_suite {
     ($module:ident, $kubectl:expr) => {
         mod $module {
@@ -976,6 +1008,10 @@ macro_rules! kubectl_suite {
             #[test]
             fn converted_versions_and_describe() {
                 super::converted_versions_and_describe(&cluster());
+            }
+            #[test]
+            fn service_account_tokens() {
+                super::service_account_tokens(&cluster());
             }
             #[test]
             fn generate_name() {

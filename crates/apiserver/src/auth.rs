@@ -1,7 +1,8 @@
 //! Who a request is. Two kinds of bearer tokens are accepted: the admin token written to the
 //! data directory at first start, and bootstrap tokens (`<id>.<secret>`) that nodes join with,
 //! kept as `bootstrap.kubernetes.io/token` Secrets named `bootstrap-token-<id>` in kube-system,
-//! as kubeadm keeps them, so that `maestro token create` works through the API.
+//! as kubeadm keeps them, so that `maestro token create` works through the API; and
+//! ServiceAccount tokens (signed JWTs, see `tokens`).
 
 use std::collections::HashSet;
 
@@ -10,6 +11,7 @@ use maestro_api::resources;
 use serde_json::Value;
 
 use crate::registry::Registry;
+use crate::tokens::Signer;
 
 /// Whether `token` has the bootstrap token shape `[a-z0-9]{6}.[a-z0-9]{16}`.
 pub fn is_bootstrap_token(token: &str) -> bool {
@@ -26,10 +28,19 @@ pub fn bootstrap_secret_name(id: &str) -> String {
     format!("bootstrap-token-{id}")
 }
 
-/// Whether `token` authenticates: an admin token, or a live bootstrap token.
-pub fn authenticate(admin_tokens: &HashSet<String>, registry: &Registry, token: &str) -> bool {
+/// Whether `token` authenticates: an admin token, a live bootstrap token, or a ServiceAccount
+/// token whose account (and bound pod) still exist.
+pub fn authenticate(
+    admin_tokens: &HashSet<String>,
+    registry: &Registry,
+    signer: &Signer,
+    token: &str,
+) -> bool {
     if admin_tokens.contains(token) {
         return true;
+    }
+    if token.matches('.').count() == 2 && !is_bootstrap_token(token) {
+        return service_account_token_valid(registry, signer, token);
     }
     if !is_bootstrap_token(token) {
         return false;
@@ -67,6 +78,45 @@ pub fn authenticate(admin_tokens: &HashSet<String>, registry: &Registry, token: 
             .parse::<jiff::Timestamp>()
             .is_ok_and(|at| at > jiff::Timestamp::now()),
         None => true,
+    }
+}
+
+fn service_account_token_valid(registry: &Registry, signer: &Signer, token: &str) -> bool {
+    let Ok(claims) = signer.verify(token, jiff::Timestamp::now().as_second()) else {
+        return false;
+    };
+    let audiences: Vec<&str> = match &claims["aud"] {
+        Value::String(a) => vec![a.as_str()],
+        Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    if !audiences.contains(&crate::tokens::ISSUER) {
+        return false;
+    }
+    let k8s = &claims["kubernetes.io"];
+    let (Some(namespace), Some(account), Some(uid)) = (
+        k8s["namespace"].as_str(),
+        k8s.pointer("/serviceaccount/name").and_then(Value::as_str),
+        k8s.pointer("/serviceaccount/uid").and_then(Value::as_str),
+    ) else {
+        return false;
+    };
+    let exists = |plural: &str, name: &str, uid: &str| {
+        let info = resources::find_builtin("", "v1", plural).expect("built in");
+        registry
+            .cache()
+            .get(&info.key(Some(namespace), name))
+            .is_some_and(|(obj, _)| obj.uid == uid)
+    };
+    if !exists("serviceaccounts", account, uid) {
+        return false;
+    }
+    match (
+        k8s.pointer("/pod/name").and_then(Value::as_str),
+        k8s.pointer("/pod/uid").and_then(Value::as_str),
+    ) {
+        (Some(pod), Some(pod_uid)) => exists("pods", pod, pod_uid),
+        _ => true,
     }
 }
 

@@ -91,10 +91,11 @@ fn write_response(res: &Resource, result: WriteResult, how: Wanted, code: u16) -
 
 /// Serve a request on a resource path.
 pub async fn serve(
-    registry: &Arc<Registry>,
+    state: &crate::server::ApiState,
     req: Request<Bytes>,
     path: ResourcePath,
 ) -> Result<Response<Body>, ApiError> {
+    let registry = &state.registry;
     let query = Query::parse(req.uri().query());
     let Some(res) = registry
         .resolve_fresh(&path.group, &path.version, &path.resource)
@@ -238,6 +239,12 @@ pub async fn serve(
                 201,
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             ))
+        }
+        (Method::POST, Some(name), Some("token")) => {
+            let body = decode_body(header(&req, "content-type"), req.body())?;
+            let response =
+                crate::tokens::token_request(registry, &state.signer, ns, name, &body).await?;
+            Ok(json_response(201, &response))
         }
         (Method::POST, Some(name), Some("binding")) => {
             let body = decode_body(header(&req, "content-type"), req.body())?;

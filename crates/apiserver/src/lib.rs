@@ -21,6 +21,7 @@ pub mod response;
 pub mod server;
 pub mod service_ips;
 pub mod tables;
+pub mod tokens;
 pub mod version;
 pub mod watch;
 
@@ -74,6 +75,8 @@ pub enum StartError {
     Serve(#[from] server::ServeError),
     #[error("bootstrap: {0}")]
     Bootstrap(#[from] maestro_api::ApiError),
+    #[error("{0}")]
+    Keys(String),
 }
 
 /// A running API server.
@@ -134,6 +137,10 @@ impl ApiServer {
             metrics: metrics::Metrics::default(),
             openapi: openapi::OpenApiCache::default(),
             ca_pem: credentials.ca_cert_pem.clone(),
+            signer: Arc::new(
+                tokens::Signer::load_or_create(&config.data_dir.join("sa.key"))
+                    .map_err(|e| StartError::Keys(e.to_string()))?,
+            ),
             advertise_address: format!("{host}:{}", address.port()),
         });
         tokio::spawn(server::serve(listener, tls, state.clone()));

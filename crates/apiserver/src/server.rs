@@ -35,6 +35,8 @@ pub struct ApiState {
     pub openapi: OpenApiCache,
     /// The cluster CA, served at `/cacerts` to joining nodes.
     pub ca_pem: String,
+    /// Signs and checks ServiceAccount tokens.
+    pub signer: std::sync::Arc<crate::tokens::Signer>,
     /// Address advertised in `/api` (`serverAddressByClientCIDRs`).
     pub advertise_address: String,
 }
@@ -119,7 +121,13 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state:
 fn is_public(path: &str) -> bool {
     matches!(
         path.trim_end_matches('/'),
-        "/livez" | "/readyz" | "/healthz" | "/version" | "/cacerts"
+        "/livez"
+            | "/readyz"
+            | "/healthz"
+            | "/version"
+            | "/cacerts"
+            | "/openid/v1/jwks"
+            | "/.well-known/openid-configuration"
     ) || path.starts_with("/livez/")
         || path.starts_with("/readyz/")
         || path.starts_with("/healthz/")
@@ -139,7 +147,12 @@ fn authenticated(state: &ApiState, req: &Request<Incoming>) -> bool {
     else {
         return false;
     };
-    crate::auth::authenticate(&state.tokens.read(), &state.registry, token.trim())
+    crate::auth::authenticate(
+        &state.tokens.read(),
+        &state.registry,
+        &state.signer,
+        token.trim(),
+    )
 }
 
 /// The metrics labels of a request: (verb, resource).
@@ -240,7 +253,7 @@ async fn route(
 ) -> Result<Response<Body>, ApiError> {
     let registry = &state.registry;
     match target {
-        Target::Resource(path) => handlers::serve(registry, req, path).await,
+        Target::Resource(path) => handlers::serve(state, req, path).await,
         Target::CoreVersions => {
             let all = discovery::all_resources(&registry.custom_resources().resources);
             match wanted_discovery(accept(&req)) {
@@ -284,6 +297,17 @@ async fn route(
             "/version" => Ok(json_response(200, &crate::version::info())),
             // Joining nodes fetch the CA here and check it against the hash in their token.
             "/cacerts" => Ok(text_response(200, state.ca_pem.clone())),
+            "/openid/v1/jwks" => Ok(json_response(200, &state.signer.jwks())),
+            "/.well-known/openid-configuration" => Ok(json_response(
+                200,
+                &serde_json::json!({
+                    "issuer": crate::tokens::ISSUER,
+                    "jwks_uri": format!("https://{}/openid/v1/jwks", state.advertise_address),
+                    "response_types_supported": ["id_token"],
+                    "subject_types_supported": ["public"],
+                    "id_token_signing_alg_values_supported": ["ES256"],
+                }),
+            )),
             "/livez" | "/healthz" => Ok(text_response(200, "ok")),
             "/readyz" => match registry.cache().fresh().await {
                 Ok(_) => Ok(text_response(200, "ok")),
