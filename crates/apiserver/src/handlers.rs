@@ -240,6 +240,31 @@ pub async fn serve(
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             ))
         }
+        (Method::GET, Some(name), Some("log")) if res.info.kind == "Pod" => {
+            crate::node_proxy::logs(
+                registry,
+                &state.signer,
+                ns.unwrap_or("default"),
+                name,
+                req.uri().query(),
+            )
+            .await
+        }
+        (
+            Method::GET | Method::POST,
+            Some(name),
+            Some(sub @ ("exec" | "attach" | "portforward")),
+        ) if res.info.kind == "Pod" => {
+            crate::node_proxy::upgrade(
+                registry,
+                &state.signer,
+                ns.unwrap_or("default"),
+                name,
+                sub,
+                req,
+            )
+            .await
+        }
         (Method::POST, Some(name), Some("token")) => {
             let body = decode_body(header(&req, "content-type"), req.body())?;
             let response =
