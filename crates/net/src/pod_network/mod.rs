@@ -175,6 +175,8 @@ impl<O: NetworkOps> PodNetwork<O> {
         let gateway = config.gateway();
         let cidr = config.pod_cidr;
         let bridge = config.bridge.as_str();
+        // First, so that an unreadable state directory fails before the host is changed.
+        let ipam = Ipam::open(config.ipam_dir(), cidr, gateway)?;
 
         let addresses = ops.addresses()?;
         for a in &addresses {
@@ -203,26 +205,28 @@ impl<O: NetworkOps> PodNetwork<O> {
             }
         }
 
-        // The safety route goes in before the bridge can carry the CIDR, so there is no moment
-        // in which pod addresses are routed but could fall through to the default route.
+        let existing = ops.link(bridge)?;
+        if let Some(link) = &existing
+            && link.kind.as_deref() != Some("bridge")
+        {
+            return Err(NetError::NotABridge {
+                name: bridge.to_owned(),
+                kind: link.kind.clone().unwrap_or_else(|| "device".into()),
+            });
+        }
+
+        // All checks are done: from here on the host is changed. The safety route goes in
+        // before the bridge can carry the CIDR, so there is no moment in which pod addresses
+        // are routed but could fall through to the default route.
         ops.ensure_unreachable_route(cidr, SAFETY_ROUTE_METRIC)?;
-        match ops.link(bridge)? {
+        match existing {
             None => ops.create_bridge(&BridgeSpec {
                 name: bridge.to_owned(),
                 mac: MacAddr::from_ip(gateway),
                 mtu: config.mtu,
             })?,
-            Some(link) if link.kind.as_deref() != Some("bridge") => {
-                return Err(NetError::NotABridge {
-                    name: bridge.to_owned(),
-                    kind: link.kind.unwrap_or_else(|| "device".into()),
-                });
-            }
-            Some(link) => {
-                if link.mtu != config.mtu {
-                    ops.set_mtu(bridge, config.mtu)?;
-                }
-            }
+            Some(link) if link.mtu != config.mtu => ops.set_mtu(bridge, config.mtu)?,
+            Some(_) => {}
         }
         let has_gateway = addresses
             .iter()
@@ -237,7 +241,6 @@ impl<O: NetworkOps> PodNetwork<O> {
             ops.write_sysctl("net/ipv4/ip_forward", "1")?;
         }
 
-        let ipam = Ipam::open(config.ipam_dir(), cidr, gateway)?;
         tracing::info!(bridge, %cidr, %gateway, "pod network ready");
         Ok(PodNetwork {
             config,

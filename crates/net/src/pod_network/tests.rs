@@ -447,10 +447,9 @@ fn new_refuses_what_is_not_ours_or_overlaps() {
         ),
     ];
     for (name, ops, config) in cases {
-        let err = PodNetwork::with_ops(config, ops).unwrap_err();
-        eprintln!("{name}: {err}");
-        // Nothing was changed before the refusal (the checks come first), except for the
-        // not-a-bridge case where only the safety route went in.
+        let err = PodNetwork::with_ops(config, ops.clone()).unwrap_err();
+        // All checks come before the first change to the host.
+        assert_eq!(ops.calls(), Vec::<String>::new(), "{name}");
         assert!(
             matches!(
                 err,
