@@ -1,8 +1,9 @@
 # Shared by scripts/up and scripts/test: install Debian packages that are missing (as root).
 # Building needs protoc and the well-known .proto files (the etcd-client crate compiles its gRPC
-# definitions); the tests also run real etcd servers.
+# definitions); the tests also run real etcd servers, and the pod network tests real network
+# namespaces (iproute2, ping, python3 for TCP listeners inside them).
 BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev)
-TEST_PACKAGES=(etcd-server etcd-client)
+TEST_PACKAGES=(etcd-server etcd-client iproute2 iputils-ping python3)
 
 install_packages() {
   local missing=()
