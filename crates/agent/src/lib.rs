@@ -9,6 +9,7 @@ pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod server;
 pub mod volumes;
 
 use std::path::PathBuf;
