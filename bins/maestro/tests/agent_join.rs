@@ -38,6 +38,10 @@ fn agent(cluster: &Cluster, token: &str, node: &str) -> Agent {
     )
 }
 
+fn c_run(cluster: &Cluster, args: &[&str]) {
+    cluster.ok(args);
+}
+
 #[test]
 fn an_agent_joins_with_a_token() {
     let cluster = Cluster::start(env!("CARGO_BIN_EXE_maestro"), Kubectl::v1_33());
@@ -122,6 +126,36 @@ fn an_agent_joins_with_a_token() {
     let first = cluster.ok(&["get", "node", "worker-1", "-o", "jsonpath={.spec.podCIDR}"]);
     let second = cluster.ok(&["get", "node", "worker-2", "-o", "jsonpath={.spec.podCIDR}"]);
     assert_ne!(first, second);
+
+    // Pods are scheduled onto the joined nodes; one that fits nowhere gets the event
+    // kube-scheduler users know.
+    c_run(&cluster, &["run", "placed", "--image=registry.local/app:1"]);
+    assert!(eventually(Duration::from_secs(10), || {
+        let node = cluster.ok(&["get", "pod", "placed", "-o", "jsonpath={.spec.nodeName}"]);
+        node == "worker-1" || node == "worker-2"
+    }));
+    cluster.ok_stdin(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata: {name: nowhere}\nspec:\n  nodeSelector: {disk: ssd}\n  containers: [{name: c, image: registry.local/app:1}]\n"),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || cluster
+            .ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=nowhere,reason=FailedScheduling"
+            ])
+            .contains(
+                "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."
+            )),
+        "{}",
+        cluster.ok(&["get", "events", "-A"])
+    );
+    assert_eq!(
+        cluster.ok(&["get", "pod", "nowhere", "-o", "jsonpath={.spec.nodeName}"]),
+        ""
+    );
 
     // A token naming another CA is refused before anything is sent with it.
     let forged = format!(

@@ -311,7 +311,7 @@ pub async fn serve(
                         next["spec"]["nodeName"] = json!(node);
                         Ok(next)
                     },
-                    None,
+                    Some("binding"),
                 )
                 .await?;
             Ok(json_response(

@@ -1151,7 +1151,10 @@ impl Registry {
                     &keys,
                 );
             }
-            self.validate(res, &new, Some(&old))?;
+            // A binding only sets spec.nodeName, which pod updates may not change.
+            if subresource != Some("binding") {
+                self.validate(res, &new, Some(&old))?;
+            }
             // Deletion completes when the last finalizer is removed.
             let finished = meta::deletion_timestamp(&new).is_some()
                 && meta::finalizers(&new).is_empty()
@@ -1562,6 +1565,15 @@ fn prepare_for_update(res: &Resource, new: &mut Value, old: &Value, subresource:
     let split_status =
         res.info.status_subresource || res.custom.as_ref().is_some_and(|c| c.status_subresource);
     match subresource {
+        Some("binding") => {
+            // A binding sets the node and nothing else.
+            let node = new.pointer("/spec/nodeName").cloned();
+            let mut merged = old.clone();
+            if let Some(node) = node {
+                merged["spec"]["nodeName"] = node;
+            }
+            *new = merged;
+        }
         Some("status") => {
             // A status write changes only status; everything else stays as stored.
             let status = new.get("status").cloned();

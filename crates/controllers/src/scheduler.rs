@@ -300,7 +300,7 @@ impl Scheduler {
                     }
                     Ok(next)
                 },
-                None,
+                Some("binding"),
             )
             .await;
         match result {
@@ -383,7 +383,8 @@ async fn record_event(
     }
     let event = json!({
         "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": format!("{pod}.")},
+        // Named as Kubernetes' event recorder names them: `<object>.<unix nanos in hex>`.
+        "metadata": {"name": format!("{pod}.{:x}", jiff::Timestamp::now().as_nanosecond())},
         "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": namespace, "uid": uid},
         "reason": reason, "message": message, "type": kind,
         "source": {"component": "default-scheduler"},
