@@ -3,6 +3,7 @@
 //! API server over HTTPS like any other client; `maestro server` runs one in-process by default.
 
 pub mod client;
+pub mod exec;
 pub mod host;
 pub mod join;
 pub mod logs;
