@@ -49,6 +49,12 @@ impl ExecConfig {
             ..Default::default()
         }
     }
+
+    /// Adds one environment variable.
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
 }
 
 /// The collected result of a non-interactive exec.
