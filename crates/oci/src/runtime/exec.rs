@@ -222,9 +222,8 @@ impl ExecSession {
             }
             thread::sleep(Duration::from_millis(2));
         };
-        // Drop the master so a pty reader thread sees EOF/EIO even if the slave stays open
-        // somewhere.
-        self.pty = None;
+        // The pty reader ends with EIO once the runtime and the process have closed every
+        // slave end, which they have by now.
         let join = |h: Option<thread::JoinHandle<Vec<u8>>>| {
             h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
         };
@@ -237,8 +236,20 @@ impl ExecSession {
         })
     }
 
+    /// Kills the process inside and lets the runtime reap it and exit. Killing the runtime
+    /// first would orphan the process, and an orphan's zombie keeps the container's cgroup
+    /// busy until someone else reaps it.
     fn kill_and_reap(&mut self) {
         let _ = self.signal(Signal::KILL);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exit_code.get_or_insert(exit_code(status));
+                return;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        // The process never started (no pid yet) or the runtime hangs.
         let _ = self.child.kill();
         if let Ok(status) = self.child.wait() {
             self.exit_code.get_or_insert(exit_code(status));

@@ -43,7 +43,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use exec::{ExecConfig, ExecOutput, ExecSession};
-pub use qos::{QosClass, ResourceRequirements};
+pub use qos::{InitContainer, QosClass, ResourceRequirements, pod_resources};
 pub use runc::{RuncCli, RuncConfig, RuntimeKind};
 pub use sandbox::{
     DEFAULT_CGROUP_ROOT, DEFAULT_PODS_DIR, DEFAULT_SHM_SIZE, POD_UID_ANNOTATION, PodSandbox,

@@ -114,15 +114,29 @@ impl ResourceRequirements {
     }
 }
 
+/// An init container's requirements. `restartable` marks a sidecar (`restartPolicy: Always`),
+/// which keeps running next to everything started after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InitContainer {
+    pub resources: ResourceRequirements,
+    pub restartable: bool,
+}
+
 /// The pod cgroup's values: what all containers may use together (the kubelet's
-/// `ResourceConfigForPod`). An init container runs alone, so the pod needs the larger of the
-/// app containers' sum and the biggest init container. `pids_limit` is the node's per-pod limit.
+/// `ResourceConfigForPod`, sidecars included). Plain init containers run one at a time next to
+/// the sidecars started before them; app containers run next to all sidecars; the pod needs
+/// the larger of the two peaks. Quota and memory limit are set only when every container has
+/// a limit. `pids_limit` is the node's per-pod limit.
 pub fn pod_resources(
     containers: &[ResourceRequirements],
-    init_containers: &[ResourceRequirements],
+    init_containers: &[InitContainer],
     pids_limit: Option<i64>,
 ) -> Resources {
-    let qos = QosClass::of(containers.iter().chain(init_containers));
+    let qos = QosClass::of(
+        containers
+            .iter()
+            .chain(init_containers.iter().map(|i| &i.resources)),
+    );
     if qos == QosClass::BestEffort {
         return Resources {
             cpu_shares: Some(MIN_CPU_SHARES),
@@ -130,40 +144,9 @@ pub fn pod_resources(
             ..Resources::default()
         };
     }
-    // Sums where every container sets the value, `None` as soon as one does not.
-    fn total(
-        list: &[ResourceRequirements],
-        f: impl Fn(&ResourceRequirements) -> Option<u64>,
-    ) -> Option<u64> {
-        list.iter()
-            .map(&f)
-            .try_fold(0u64, |acc, v| v.map(|v| acc.saturating_add(v)))
-    }
-    fn biggest(
-        list: &[ResourceRequirements],
-        f: impl Fn(&ResourceRequirements) -> Option<u64>,
-    ) -> Option<u64> {
-        list.iter()
-            .map(&f)
-            .try_fold(0u64, |acc, v| v.map(|v| acc.max(v)))
-    }
-    let effective =
-        |f: fn(&ResourceRequirements) -> Option<u64>, all_required: bool| -> Option<u64> {
-            let apps = if all_required {
-                total(containers, f)
-            } else {
-                Some(containers.iter().filter_map(f).sum())
-            };
-            let inits = if all_required {
-                biggest(init_containers, f)
-            } else {
-                Some(init_containers.iter().filter_map(f).max().unwrap_or(0))
-            };
-            Some(apps?.max(inits?))
-        };
-    let cpu_request = effective(|r| r.cpu_request_millis, false);
-    let cpu_limit = effective(|r| r.cpu_limit_millis, true);
-    let memory_limit = effective(|r| r.memory_limit_bytes, true);
+    let cpu_request = peak(containers, init_containers, |r| r.cpu_request_millis, false);
+    let cpu_limit = peak(containers, init_containers, |r| r.cpu_limit_millis, true);
+    let memory_limit = peak(containers, init_containers, |r| r.memory_limit_bytes, true);
     let quota = cpu_quota(cpu_limit, DEFAULT_CPU_PERIOD);
     Resources {
         cpu_shares: Some(cpu_shares(cpu_request)),
@@ -172,6 +155,37 @@ pub fn pod_resources(
         memory_limit: memory_limit.filter(|&m| m > 0).map(|m| m as i64),
         pids_limit,
     }
+}
+
+/// The most of one value the pod's containers use at the same time. With `every_container`,
+/// one container without the value makes the whole `None` (no pod limit).
+fn peak(
+    containers: &[ResourceRequirements],
+    init_containers: &[InitContainer],
+    value: impl Fn(&ResourceRequirements) -> Option<u64>,
+    every_container: bool,
+) -> Option<u64> {
+    let get = |r: &ResourceRequirements| match value(r) {
+        Some(v) => Some(v),
+        None if every_container => None,
+        None => Some(0),
+    };
+    let mut sidecars = 0u64;
+    let mut init_peak = 0u64;
+    for init in init_containers {
+        let v = get(&init.resources)?;
+        if init.restartable {
+            sidecars = sidecars.saturating_add(v);
+            init_peak = init_peak.max(sidecars);
+        } else {
+            init_peak = init_peak.max(sidecars.saturating_add(v));
+        }
+    }
+    let mut apps = 0u64;
+    for c in containers {
+        apps = apps.saturating_add(get(c)?);
+    }
+    Some(apps.saturating_add(sidecars).max(init_peak))
 }
 
 #[cfg(test)]
@@ -253,7 +267,10 @@ mod tests {
     fn container_and_pod_resources() {
         let a = req(Some(250), Some(500), Some(64 << 20), Some(128 << 20));
         let b = req(Some(250), Some(500), Some(64 << 20), Some(128 << 20));
-        let init = req(Some(1000), Some(2000), None, Some(512 << 20));
+        let init = InitContainer {
+            resources: req(Some(1000), Some(2000), None, Some(512 << 20)),
+            restartable: false,
+        };
         let r = a.container_resources();
         assert_eq!(r.cpu_shares, Some(256));
         assert_eq!(r.cpu_quota, Some(50_000));
@@ -288,5 +305,28 @@ mod tests {
                 ..Default::default()
             }
         );
+    }
+
+    #[test]
+    fn sidecars_add_to_everything_after_them() {
+        let app = req(Some(500), Some(500), Some(100 << 20), Some(100 << 20));
+        let sidecar = InitContainer {
+            resources: req(Some(200), Some(200), Some(50 << 20), Some(50 << 20)),
+            restartable: true,
+        };
+        let setup = InitContainer {
+            resources: req(Some(600), Some(600), Some(300 << 20), Some(300 << 20)),
+            restartable: false,
+        };
+        // sidecar, then setup (next to the sidecar: 800m / 350Mi), then the app next to the
+        // sidecar (700m / 150Mi): the init phase is the peak.
+        let pod = pod_resources(&[app], &[sidecar, setup], None);
+        assert_eq!(pod.cpu_quota, Some(80_000));
+        assert_eq!(pod.memory_limit, Some(350 << 20));
+        assert_eq!(pod.cpu_shares, Some(cpu_shares(Some(800))));
+        // setup first (alone: 600m / 300Mi), then the sidecar with the app: 700m / 150Mi.
+        let pod = pod_resources(&[app], &[setup, sidecar], None);
+        assert_eq!(pod.cpu_quota, Some(70_000));
+        assert_eq!(pod.memory_limit, Some(300 << 20));
     }
 }

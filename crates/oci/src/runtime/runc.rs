@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -269,8 +270,8 @@ impl RuncCli {
     }
 
     /// Waits (bounded) for the container's shim to finish, so its exit record is on disk and
-    /// nothing writes into the bundle once we remove it.
-    fn wait_for_shim(&self, id: &str, bundle: &Path, timeout: Duration) {
+    /// nothing writes into the bundle once we remove it. Returns whether the shim is gone.
+    fn wait_for_shim(&self, id: &str, bundle: &Path, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let child = self
             .shims
@@ -278,29 +279,36 @@ impl RuncCli {
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
         if let Some(mut child) = child {
-            while Instant::now() < deadline {
+            loop {
                 if !matches!(child.try_wait(), Ok(None)) {
-                    return;
+                    return true;
+                }
+                if Instant::now() >= deadline {
+                    tracing::warn!(%id, "shim still running after {timeout:?}");
+                    // Kept for a later reap rather than left as a zombie.
+                    self.shims
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id.to_string(), child);
+                    return false;
                 }
                 thread::sleep(Duration::from_millis(2));
             }
-            tracing::warn!(%id, "shim still running; leaving it");
-            // Keep it for a later reap rather than leaving a zombie.
-            self.shims
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id.to_string(), child);
-            return;
         }
-        // A shim of a previous agent: watch its pid until it goes.
-        let pid = fs::read_to_string(bundle.join(SHIM_PID_FILE))
+        // A shim started by a previous agent: watch its pid until it goes.
+        let Some(pid) = fs::read_to_string(bundle.join(SHIM_PID_FILE))
             .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok());
-        if let Some(pid) = pid {
-            while Instant::now() < deadline && is_shim(pid) {
-                thread::sleep(Duration::from_millis(2));
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        else {
+            return true;
+        };
+        while is_shim_of(pid, bundle) {
+            if Instant::now() >= deadline {
+                return false;
             }
+            thread::sleep(Duration::from_millis(2));
         }
+        true
     }
 
     fn runtime_state(&self, id: &str) -> Result<Option<RuntimeState>> {
@@ -362,8 +370,12 @@ impl RuncCli {
                     status.pid = None;
                     if record.is_none() {
                         // The runtime noticed the exit a moment before the shim wrote it down.
-                        self.wait_for_shim(id, &bundle, Duration::from_secs(2));
+                        let shim_gone = self.wait_for_shim(id, &bundle, Duration::from_secs(2));
                         record = shim::read_record(&bundle);
+                        if record.is_none() && shim_gone {
+                            status.error =
+                                Some("the shim exited without recording an exit status".into());
+                        }
                     }
                 }
             }
@@ -481,10 +493,11 @@ impl OciRuntime for RuncCli {
             if force {
                 delete.arg("--force");
             }
-            if let Err(e) = run(delete.arg(id)) {
-                if self.has_runtime_state(id) {
-                    return Err(e);
-                }
+            // Gone anyway (deleted concurrently) is as good as deleted.
+            if let Err(e) = run(delete.arg(id))
+                && self.has_runtime_state(id)
+            {
+                return Err(e);
             }
         }
         self.wait_for_shim(id, &bundle, Duration::from_secs(5));
@@ -680,14 +693,26 @@ fn host_capabilities() -> HashSet<Capability> {
     }
 }
 
-/// Whether `pid` is still a shim (and not a recycled pid of something else).
-fn is_shim(pid: u32) -> bool {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|cmdline| {
-            let text = String::from_utf8_lossy(&cmdline);
-            text.contains("--bundle") && text.contains("--pid-file")
-        })
-        .unwrap_or(false)
+/// Whether `pid` is still the shim of `bundle` (and not a recycled pid of something else).
+fn is_shim_of(pid: u32, bundle: &Path) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let mut args = cmdline
+        .split(|b| *b == 0)
+        .map(|a| Path::new(std::ffi::OsStr::from_bytes(a)));
+    // The shim is the one whose own `--bundle` (before `--`) is this bundle.
+    let mut previous_was_bundle = false;
+    for arg in args.by_ref() {
+        if arg == Path::new("--") {
+            break;
+        }
+        if previous_was_bundle && arg == bundle {
+            return true;
+        }
+        previous_was_bundle = arg == Path::new("--bundle");
+    }
+    false
 }
 
 #[cfg(test)]

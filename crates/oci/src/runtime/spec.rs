@@ -695,7 +695,8 @@ mod tests {
 
     #[test]
     fn invalid_configs_are_refused() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut ContainerConfig)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut ContainerConfig)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("empty id", Box::new(|c| c.id.clear())),
             ("slash in id", Box::new(|c| c.id = "a/b".into())),
             ("relative rootfs", Box::new(|c| c.rootfs = "rootfs".into())),

@@ -131,20 +131,28 @@ pub trait CgroupManager: Send + Sync + fmt::Debug {
 
 /// Finds the cgroup layout under `root` (normally [`DEFAULT_ROOT`]) from the mount table.
 pub fn detect(root: &Path) -> Result<Arc<dyn CgroupManager>> {
-    let table = mountinfo::read();
+    match version_in(&mountinfo::read(), root)? {
+        CgroupVersion::V2 => Ok(Arc::new(V2Manager::new(root))),
+        CgroupVersion::V1 => Ok(Arc::new(V1Manager::new(root))),
+    }
+}
+
+/// cgroup2 mounted at the root itself is a unified host; v1 hierarchies below it (with or
+/// without a cgroup2 mount next to them) is v1 or hybrid, driven as v1.
+fn version_in(table: &[mountinfo::MountEntry], root: &Path) -> Result<CgroupVersion> {
     if table
         .iter()
         .any(|m| m.mount_point == root && m.fs_type == "cgroup2")
     {
-        return Ok(Arc::new(V2Manager::new(root)));
-    }
-    if table
+        Ok(CgroupVersion::V2)
+    } else if table
         .iter()
         .any(|m| m.fs_type == "cgroup" && m.mount_point.starts_with(root))
     {
-        return Ok(Arc::new(V1Manager::new(root)));
+        Ok(CgroupVersion::V1)
+    } else {
+        Err(CgroupError::NotMounted(root.to_path_buf()))
     }
-    Err(CgroupError::NotMounted(root.to_path_buf()))
 }
 
 /// Checks a cgroup path and returns its components.
@@ -154,7 +162,11 @@ pub(crate) fn validate_path(path: &str) -> Result<Vec<&str>> {
     let parts: Vec<&str> = rest.split('/').collect();
     // The root cgroup is never ours to limit or remove; `.`, `..` and `//` would let a path
     // name something other than what it spells.
-    if rest.is_empty() || parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
+    if rest.is_empty()
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
         return Err(invalid());
     }
     Ok(parts)
@@ -254,6 +266,44 @@ mod tests {
         for bad in ["", "/", "maestro", "/a/../b", "/a/./b", "/a//b", "/a/"] {
             assert!(validate_path(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn detects_the_version_from_the_mount_table() {
+        let hybrid = mountinfo::parse(
+            "31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+",
+        );
+        let unified = mountinfo::parse(
+            "31 23 0:28 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
+        );
+        let root = Path::new(DEFAULT_ROOT);
+        assert_eq!(version_in(&hybrid, root).unwrap(), CgroupVersion::V1);
+        assert_eq!(version_in(&unified, root).unwrap(), CgroupVersion::V2);
+        assert!(matches!(
+            version_in(&[], root),
+            Err(CgroupError::NotMounted(_))
+        ));
+        assert!(matches!(
+            version_in(&hybrid, Path::new("/elsewhere")),
+            Err(CgroupError::NotMounted(_))
+        ));
+        let hierarchies = v1::hierarchies_in(&hybrid, root);
+        let names: Vec<(String, Vec<String>)> = hierarchies
+            .iter()
+            .map(|h| (h.mount_point.display().to_string(), h.controllers.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("/sys/fs/cgroup/cpu".to_string(), vec!["cpu".to_string()]),
+                ("/sys/fs/cgroup/systemd".to_string(), vec![]),
+                ("/sys/fs/cgroup/unified".to_string(), vec![]),
+            ]
+        );
     }
 
     #[test]

@@ -53,32 +53,7 @@ impl V1Manager {
     pub fn hierarchies(&self) -> Vec<Hierarchy> {
         match &self.source {
             Source::Fixed(list) => list.clone(),
-            Source::MountTable(root) => {
-                let mut list: Vec<Hierarchy> = Vec::new();
-                for m in mountinfo::read() {
-                    if !m.mount_point.starts_with(root) || m.mount_point == *root {
-                        continue;
-                    }
-                    let controllers = match m.fs_type.as_str() {
-                        "cgroup" => m
-                            .super_options
-                            .iter()
-                            .filter(|o| is_controller(o))
-                            .cloned()
-                            .collect(),
-                        "cgroup2" => Vec::new(),
-                        _ => continue,
-                    };
-                    // The same hierarchy can be mounted twice; one copy is enough.
-                    if !list.iter().any(|h| h.mount_point == m.mount_point) {
-                        list.push(Hierarchy {
-                            mount_point: m.mount_point,
-                            controllers,
-                        });
-                    }
-                }
-                list
-            }
+            Source::MountTable(root) => hierarchies_in(&mountinfo::read(), root),
         }
     }
 
@@ -89,6 +64,35 @@ impl V1Manager {
             .find(|h| h.controllers.iter().any(|c| c == controller))
             .map(|h| h.mount_point.join(relative))
     }
+}
+
+/// Every cgroup (v1 or v2) mount strictly below `root`.
+pub(super) fn hierarchies_in(table: &[mountinfo::MountEntry], root: &Path) -> Vec<Hierarchy> {
+    let mut list: Vec<Hierarchy> = Vec::new();
+    for m in table {
+        if !m.mount_point.starts_with(root) || m.mount_point == root {
+            continue;
+        }
+        let controllers = match m.fs_type.as_str() {
+            "cgroup" => m
+                .super_options
+                .iter()
+                .filter(|o| is_controller(o))
+                .cloned()
+                .collect(),
+            "cgroup2" => Vec::new(),
+            _ => continue,
+        };
+        // A mount point listed twice (stacked mounts) counts once; the same hierarchy mounted at
+        // two places is harmless twice (create and remove are idempotent).
+        if !list.iter().any(|h| h.mount_point == m.mount_point) {
+            list.push(Hierarchy {
+                mount_point: m.mount_point.clone(),
+                controllers,
+            });
+        }
+    }
+    list
 }
 
 /// Super-options that are mount flags rather than controller names.
@@ -149,19 +153,18 @@ impl CgroupManager for V1Manager {
     fn apply(&self, path: &str, resources: &Resources) -> Result<()> {
         validate_path(path)?;
         let r = resources;
-        if r.cpu_shares.is_some() || r.cpu_quota.is_some() || r.cpu_period.is_some() {
-            if let Some(dir) = self.dir_for("cpu", path) {
-                if let Some(shares) = r.cpu_shares {
-                    write(&dir.join("cpu.shares"), &shares.to_string())?;
-                }
-                // The period first: the kernel checks the quota against the current period.
-                if let Some(period) = r.cpu_period {
-                    write(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
-                }
-                if let Some(quota) = r.cpu_quota {
-                    let quota = if quota > 0 { quota } else { -1 };
-                    write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
-                }
+        let wants_cpu = r.cpu_shares.is_some() || r.cpu_quota.is_some() || r.cpu_period.is_some();
+        if wants_cpu && let Some(dir) = self.dir_for("cpu", path) {
+            if let Some(shares) = r.cpu_shares {
+                write(&dir.join("cpu.shares"), &shares.to_string())?;
+            }
+            // The period first: the kernel checks the quota against the current period.
+            if let Some(period) = r.cpu_period {
+                write(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
+            }
+            if let Some(quota) = r.cpu_quota {
+                let quota = if quota > 0 { quota } else { -1 };
+                write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
             }
         }
         if let (Some(limit), Some(dir)) = (r.memory_limit, self.dir_for("memory", path)) {
