@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use maestro_oci::runtime::cgroup::{self, CgroupManager, CgroupVersion};
 use maestro_oci::runtime::{
     ContainerConfig, ContainerIo, ContainerState, ContainerStatus, ExecConfig, Mount, OciRuntime,
-    POD_UID_ANNOTATION, PodSandbox, QosClass, Resources, RuncCli, RuncConfig, RuntimeKind,
-    SandboxConfig, SandboxManager, ShimCommand, Signal, User,
+    POD_UID_ANNOTATION, PodSandbox, QosClass, Resources, Rlimit, RlimitKind, RuncCli, RuncConfig,
+    RuntimeKind, SandboxConfig, SandboxManager, ShimCommand, Signal, User,
 };
 
 const APPLETS: &[&str] = &[
@@ -199,6 +199,14 @@ fn build_rootfs(rootfs: &Path) {
     .unwrap();
 }
 
+fn wait_until(mut condition: impl FnMut() -> bool, what: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "not within 10 s: {}", what());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn ns_inode(path: &Path) -> u64 {
     fs::metadata(path).unwrap().ino()
 }
@@ -211,8 +219,21 @@ fn process_and_log(kind: RuntimeKind) {
     let Some(node) = Node::new(kind) else { return };
     let mut c = node.container(
         "proc",
-        "echo to-stdout; echo to-stderr >&2; echo A=$A B=$B; pwd; id -u; id -g; id -G; echo HOST=$HOSTNAME; exit 3",
+        "echo to-stdout; echo to-stderr >&2; echo A=$A B=$B; pwd; id -u; id -g; id -G; \
+         echo HOST=$HOSTNAME; echo nofile=$(ulimit -Sn)/$(ulimit -Hn); \
+         echo oom=$(cat /proc/self/oom_score_adj); \
+         echo port=$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start); exit 3",
     );
+    c.rlimits = vec![Rlimit {
+        kind: RlimitKind::RlimitNofile,
+        soft: 1000,
+        hard: 2000,
+    }];
+    c.oom_score_adj = Some(500);
+    c.sysctls
+        .insert("net.ipv4.ip_unprivileged_port_start".into(), "80".into());
+    c.annotations
+        .insert("io.maestro.container".into(), "proc".into());
     c.env = vec![("A".into(), "1".into()), ("B".into(), "two words".into())];
     c.cwd = "/work".into();
     c.hostname = Some("solo".into());
@@ -232,6 +253,7 @@ fn process_and_log(kind: RuntimeKind) {
     );
     assert_eq!(exit.reason(), "Error");
     assert_eq!(status.state, ContainerState::Stopped);
+    assert_eq!(status.annotations["io.maestro.container"], "proc");
     for line in [
         "to-stdout",
         "to-stderr",
@@ -240,6 +262,9 @@ fn process_and_log(kind: RuntimeKind) {
         "1000",
         "1000 2000",
         "HOST=solo",
+        "nofile=1000/2000",
+        "oom=500",
+        "port=80",
     ] {
         assert!(
             log.lines().any(|l| l == line),
@@ -472,20 +497,44 @@ fn exec_into_running(kind: RuntimeKind) {
     drop(stdin);
     assert_eq!(session.wait().unwrap(), 0);
 
-    // A terminal: the process sees a tty of the size we set, input is echoed.
+    // A terminal: the process sees a tty of the size we set, and of the size we change it to.
     let mut exec = ExecConfig::command(["sh"]);
     exec.tty = true;
     exec.stdin = true;
     exec.tty_size = Some((100, 30));
     let mut session = node.runtime.exec("target", &exec).unwrap();
     let mut pty = session.take_pty().unwrap();
-    pty.write_all(b"tty; echo cols=$COLUMNS; exit 4\n").unwrap();
+    let mut reader = pty.try_clone().unwrap();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let output = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // Ends with EIO once the terminal's last user is gone: the pty's end of file.
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    pty.write_all(b"tty; stty size; echo typed-$((6*7))\n")
+        .unwrap();
+    wait_until(
+        || seen.lock().unwrap().contains("typed-42\r\n"),
+        || seen.lock().unwrap().clone(),
+    );
+    session.resize(120, 40).unwrap();
+    pty.write_all(b"stty size; exit 4\n").unwrap();
     let code = session.wait().unwrap();
-    let mut text = Vec::new();
-    let _ = pty.read_to_end(&mut text);
-    let text = String::from_utf8_lossy(&text);
+    drop(pty);
+    output.join().unwrap();
+    let text = seen.lock().unwrap().clone();
     assert_eq!(code, 4, "{text}");
     assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("30 100"), "{text}");
+    assert!(text.contains("typed-42"), "{text}");
+    assert!(text.contains("40 120"), "{text}");
 
     // A timed-out probe is killed.
     let started = Instant::now();
@@ -789,6 +838,11 @@ fn runc_list_and_reattach_after_restart() {
     assert_eq!(by_id("finished").exit.unwrap().code, 7);
     assert_eq!(by_id("created-only").state, ContainerState::Created);
     assert_eq!(listed.len(), 3);
+
+    // A created container can be deleted without ever running.
+    let never = node.container("never-started", "true");
+    node.create(&never);
+    restarted.delete("never-started", false).unwrap();
 
     // The adopted container is managed normally, and its original shim still records the exit.
     let status = restarted

@@ -6,8 +6,8 @@
 //! - tty: we open a pseudo-terminal and give its slave end to the runtime as stdin/stdout/
 //!   stderr; the runtime (which insists on a terminal of its own for `--tty` in the
 //!   foreground) puts the container's process on a second pty and copies between the two.
-//!   The caller reads and writes the master; [`ExecSession::resize`] sets its size and sends
-//!   the runtime SIGWINCH, on which it resizes the container's pty to match.
+//!   The caller reads and writes the master; [`ExecSession::resize`] sets its size and that of
+//!   the container's pty (through the process's `/proc/<pid>/fd/0`).
 
 use std::fs::{self, File};
 use std::io::Read;
@@ -119,14 +119,21 @@ impl ExecSession {
                 return Err(e);
             }
         };
-        Ok(ExecSession {
+        let mut session = ExecSession {
             child,
             pty,
             pty_taken: false,
             pid_file,
             process_file,
             exit_code: None,
-        })
+        };
+        if let (Some((columns, rows)), true) = (exec.tty_size, exec.tty) {
+            // The runtime sizes the container's terminal some time after the process started;
+            // set it ourselves before the caller can type anything.
+            session.wait_for_pid(Duration::from_secs(5));
+            session.resize(columns, rows)?;
+        }
+        Ok(session)
     }
 
     /// The caller's end of stdin (only with `stdin: true`, pipe mode).
@@ -156,13 +163,37 @@ impl ExecSession {
     /// Resizes the terminal (tty mode; a no-op otherwise).
     pub fn resize(&self, columns: u16, rows: u16) -> Result<()> {
         let Some(pty) = &self.pty else { return Ok(()) };
-        rustix::termios::tcsetwinsize(pty, winsize(columns, rows))
-            .map_err(|e| Error::io("resize pty")(e.into()))?;
-        // The runtime copies the size onto the container's terminal when told to.
+        let size = winsize(columns, rows);
+        rustix::termios::tcsetwinsize(pty, size).map_err(|e| Error::io("resize pty")(e.into()))?;
+        // The container's own terminal, reached through the process's stdin: setting its size
+        // sends the process SIGWINCH. (runc would also copy our size over on SIGWINCH; crun 1.8
+        // does not, so this is the path that works for both.)
+        if let Some(pid) = self.pid() {
+            let path = format!("/proc/{pid}/fd/0");
+            let flags =
+                rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC;
+            if let Ok(tty) = rustix::fs::open(path.as_str(), flags, rustix::fs::Mode::empty())
+                && rustix::termios::isatty(&tty)
+            {
+                let _ = rustix::termios::tcsetwinsize(&tty, size);
+            }
+        }
         if let Some(pid) = Pid::from_raw(self.child.id() as i32) {
             let _ = rustix::process::kill_process(pid, RawSignal::WINCH);
         }
         Ok(())
+    }
+
+    /// Waits (bounded) until the runtime has started the process and written its pid, or
+    /// has given up.
+    fn wait_for_pid(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.pid().is_none() && Instant::now() < deadline {
+            if matches!(self.try_wait(), Ok(Some(_)) | Err(_)) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// The pid of the process inside the container (host pid namespace), once started.
