@@ -272,6 +272,12 @@ fn process_and_log(kind: RuntimeKind) {
         );
     }
 
+    // Ids are unique until deleted.
+    assert!(matches!(
+        node.runtime.create(&c),
+        Err(maestro_oci::runtime::Error::AlreadyExists { .. })
+    ));
+
     // Separate files for the two streams; hostname of a private UTS namespace.
     let mut c = node.container("split", "hostname; echo oops >&2");
     c.hostname = Some("solo".into());

@@ -424,10 +424,17 @@ impl OciRuntime for RuncCli {
                 id: config.id.clone(),
             });
         }
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&bundle)
-            .map_err(Error::io_path("create", &bundle))?;
+        // Not recursive: of two concurrent creates with one id, exactly one gets the directory.
+        match fs::DirBuilder::new().mode(0o700).create(&bundle) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists {
+                    kind: "container",
+                    id: config.id.clone(),
+                });
+            }
+            Err(e) => return Err(Error::io_path("create", &bundle)(e)),
+        }
         let result = self.create_inner(config, &bundle);
         if result.is_err() {
             // Leave nothing half-made: runtime state, cgroup, the shim, the bundle.
