@@ -35,7 +35,8 @@ pub struct ExecConfig {
     pub user: Option<User>,
     /// Give the process a terminal (`kubectl exec -t`); stdout and stderr are then one stream.
     pub tty: bool,
-    /// Keep stdin open for the caller (`kubectl exec -i`); otherwise it is `/dev/null`.
+    /// Keep stdin open for the caller (`kubectl exec -i`); otherwise it is `/dev/null`. With a
+    /// tty, input always comes from the terminal.
     pub stdin: bool,
     /// Initial terminal size (columns, rows) in tty mode.
     pub tty_size: Option<(u16, u16)>,
