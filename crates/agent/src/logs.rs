@@ -1,92 +1,10 @@
-//! Container logs in the CRI log format the kubelet uses, one file per container start
-//! (`<pod log dir>/<container>/<restart count>.log`): each line is
-//! `<RFC 3339 nanosecond timestamp> <stdout|stderr> <F|P> <text>`, where `P` marks a partial line
-//! (a line longer than the buffer, continued on the next entry). Reading supports what
-//! `kubectl logs` asks for: `tailLines`, `sinceSeconds`, `timestamps`, `limitBytes`, `follow`.
+//! Reading container logs: one CRI-format file per container start (written by the shim, see
+//! `maestro_oci::runtime::cri_log`), rendered as `kubectl logs` asks: `tailLines`,
+//! `sinceSeconds`/`sinceTime`, `timestamps`, `limitBytes`; `follow` is the server's.
 
-use std::io::{self, BufRead, Write};
+use std::io::BufRead;
 
-/// Which stream a log entry came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-impl Stream {
-    fn as_str(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
-    }
-}
-
-/// Longest text in one entry; longer lines are split into partial entries.
-pub const MAX_ENTRY_BYTES: usize = 16 * 1024;
-
-/// Write `data` (a chunk of a stream) as CRI entries. `pending` holds an unterminated line
-/// between calls; `flush_partial` writes it out as a partial entry (at the end of the stream).
-pub fn write_entries(
-    out: &mut impl Write,
-    stream: Stream,
-    now: jiff::Timestamp,
-    pending: &mut Vec<u8>,
-    data: &[u8],
-) -> io::Result<()> {
-    pending.extend_from_slice(data);
-    let stamp = now.strftime("%Y-%m-%dT%H:%M:%S%.9fZ").to_string();
-    loop {
-        if let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            let text = &line[..line.len() - 1];
-            for (i, chunk) in text.chunks(MAX_ENTRY_BYTES).enumerate() {
-                let last = (i + 1) * MAX_ENTRY_BYTES >= text.len();
-                write_entry(out, &stamp, stream, !last, chunk)?;
-            }
-            if text.is_empty() {
-                write_entry(out, &stamp, stream, false, b"")?;
-            }
-        } else if pending.len() >= MAX_ENTRY_BYTES {
-            let chunk: Vec<u8> = pending.drain(..MAX_ENTRY_BYTES).collect();
-            write_entry(out, &stamp, stream, true, &chunk)?;
-        } else {
-            return Ok(());
-        }
-    }
-}
-
-/// Write what is left of an unterminated line when the stream ends.
-pub fn flush_partial(
-    out: &mut impl Write,
-    stream: Stream,
-    now: jiff::Timestamp,
-    pending: &mut Vec<u8>,
-) -> io::Result<()> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let stamp = now.strftime("%Y-%m-%dT%H:%M:%S%.9fZ").to_string();
-    let text = std::mem::take(pending);
-    write_entry(out, &stamp, stream, true, &text)
-}
-
-fn write_entry(
-    out: &mut impl Write,
-    stamp: &str,
-    stream: Stream,
-    partial: bool,
-    text: &[u8],
-) -> io::Result<()> {
-    write!(
-        out,
-        "{stamp} {} {} ",
-        stream.as_str(),
-        if partial { "P" } else { "F" }
-    )?;
-    out.write_all(text)?;
-    out.write_all(b"\n")
-}
+pub use maestro_oci::runtime::cri_log::{MAX_ENTRY_BYTES, Stream, flush_partial, write_entries};
 
 /// One parsed entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

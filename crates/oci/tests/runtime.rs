@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use maestro_oci::runtime::cgroup::{self, CgroupManager, CgroupVersion};
 use maestro_oci::runtime::{
     ContainerConfig, ContainerIo, ContainerState, ContainerStatus, ExecConfig, Mount, OciRuntime,
-    POD_UID_ANNOTATION, PodSandbox, QosClass, Resources, Rlimit, RlimitKind, RuncCli, RuncConfig,
-    RuntimeKind, SandboxConfig, SandboxManager, ShimCommand, Signal, User,
+    Output, POD_UID_ANNOTATION, PodSandbox, QosClass, Resources, Rlimit, RlimitKind, RuncCli,
+    RuncConfig, RuntimeKind, SandboxConfig, SandboxManager, ShimCommand, Signal, User,
 };
 
 const APPLETS: &[&str] = &[
@@ -288,6 +288,46 @@ fn process_and_log(kind: RuntimeKind) {
     assert_eq!(status.exit.unwrap().code, 0);
     assert_eq!(fs::read_to_string(&out).unwrap(), "solo\n");
     assert_eq!(fs::read_to_string(&err).unwrap(), "oops\n");
+
+    // CRI log: both streams through the shim into one file, each line timestamped and tagged,
+    // a final line without newline written as a partial entry.
+    let mut c = node.container("cri", "echo out-line; echo err-line >&2; printf tail");
+    let cri = node.tmp.path().join("logs/cri.log");
+    c.io = ContainerIo {
+        stdout: Output::CriLog(cri.clone()),
+        stderr: Output::CriLog(cri.clone()),
+        ..c.io
+    };
+    let status = node.run(&c);
+    assert_eq!(status.exit.unwrap().code, 0);
+    let text = fs::read_to_string(&cri).unwrap();
+    let entries: Vec<(String, String, String)> = text
+        .lines()
+        .map(|line| {
+            let mut parts = line.splitn(4, ' ');
+            let time = parts.next().unwrap().to_string();
+            let stream = parts.next().unwrap().to_string();
+            let tag = parts.next().unwrap().to_string();
+            let msg = parts.next().unwrap_or("").to_string();
+            assert!(
+                time.parse::<jiff::Timestamp>().is_ok(),
+                "bad timestamp in {line:?}"
+            );
+            (stream, tag, msg)
+        })
+        .collect();
+    for expected in [
+        ("stdout", "F", "out-line"),
+        ("stderr", "F", "err-line"),
+        ("stdout", "P", "tail"),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|(s, t, m)| (s.as_str(), t.as_str(), m.as_str()) == expected),
+            "missing {expected:?} in {text:?}"
+        );
+    }
 
     // A missing executable is a start failure with the runtime's own words, and leaves nothing.
     let c = ContainerConfig {

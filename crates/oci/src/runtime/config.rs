@@ -278,4 +278,8 @@ pub enum Output {
     File(PathBuf),
     /// A descriptor the caller opened (a pipe the agent reads, a pre-opened file).
     Fd(Arc<OwnedFd>),
+    /// Both streams as CRI log entries (timestamped, tagged stdout/stderr) appended to this
+    /// file; the shim reads the container's output and writes it, so the file stays correct
+    /// while the agent restarts. Give the same path for stdout and stderr.
+    CriLog(PathBuf),
 }

@@ -21,6 +21,7 @@
 
 pub mod cgroup;
 mod config;
+pub mod cri_log;
 mod error;
 mod exec;
 mod mountinfo;

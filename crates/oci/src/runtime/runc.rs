@@ -190,8 +190,11 @@ impl RuncCli {
 
         let (stdin, stdout, stderr) = open_io(&config.io)?;
         let mut cmd = Command::new(&self.config.shim.program);
-        cmd.args(&self.config.shim.args)
-            .arg("--bundle")
+        cmd.args(&self.config.shim.args);
+        if let Output::CriLog(path) = &config.io.stdout {
+            cmd.arg("--cri-log").arg(path);
+        }
+        cmd.arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
             .arg(bundle.join(INIT_PID_FILE))
@@ -636,6 +639,8 @@ fn open_io(io: &ContainerIo) -> Result<(Stdio, Stdio, Stdio)> {
             Output::Fd(fd) => {
                 Stdio::from(fd.try_clone().map_err(Error::io("duplicate output fd"))?)
             }
+            // The shim makes the pipes and writes the entries.
+            Output::CriLog(_) => Stdio::null(),
             Output::File(path) => Stdio::from(
                 OpenOptions::new()
                     .create(true)

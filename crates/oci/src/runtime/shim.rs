@@ -26,6 +26,8 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustix::process::{Pid, WaitOptions};
+
+use super::cri_log;
 use serde::{Deserialize, Serialize};
 
 pub(crate) const SHIM_PID_FILE: &str = "shim.pid";
@@ -56,17 +58,21 @@ pub(crate) struct ExitRecord {
 struct Args {
     bundle: PathBuf,
     pid_file: PathBuf,
+    /// Write the container's stdout and stderr to this file as CRI log entries.
+    cri_log: Option<PathBuf>,
     command: Vec<OsString>,
 }
 
 fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
     let mut bundle = None;
     let mut pid_file = None;
+    let mut cri_log = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--bundle") => bundle = args.next().map(PathBuf::from),
             Some("--pid-file") => pid_file = args.next().map(PathBuf::from),
+            Some("--cri-log") => cri_log = args.next().map(PathBuf::from),
             Some("--") => {
                 let command: Vec<OsString> = args.collect();
                 if command.is_empty() {
@@ -75,6 +81,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
                 return Ok(Args {
                     bundle: bundle.ok_or("--bundle is required")?,
                     pid_file: pid_file.ok_or("--pid-file is required")?,
+                    cri_log,
                     command,
                 });
             }
@@ -118,11 +125,91 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     0
 }
 
+/// Copy one output pipe of the container into the CRI log, line by line.
+fn copy_to_cri_log(
+    mut pipe: std::io::PipeReader,
+    stream: cri_log::Stream,
+    file: std::sync::Arc<std::sync::Mutex<fs::File>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut pending = Vec::new();
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let mut out = Vec::new();
+                    let _ = cri_log::write_entries(
+                        &mut out,
+                        stream,
+                        jiff::Timestamp::now(),
+                        &mut pending,
+                        &buf[..n],
+                    );
+                    if !out.is_empty() {
+                        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+                        let _ = file.write_all(&out);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let _ = cri_log::flush_partial(&mut out, stream, jiff::Timestamp::now(), &mut pending);
+        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = file.write_all(&out);
+    })
+}
+
 fn supervise(args: &Args, log: &dyn Fn(&str)) -> ExitRecord {
-    // stdio is inherited: the runtime passes it on to the container's init process.
-    let status = Command::new(&args.command[0])
-        .args(&args.command[1..])
-        .status();
+    let mut command = Command::new(&args.command[0]);
+    command.args(&args.command[1..]);
+    // Without a CRI log, stdio is inherited: the runtime passes it on to the container's init.
+    let mut copiers = Vec::new();
+    if let Some(path) = &args.cri_log {
+        let file = match fs::OpenOptions::new().create(true).append(true).open(path) {
+            Ok(f) => std::sync::Arc::new(std::sync::Mutex::new(f)),
+            Err(e) => {
+                return ExitRecord {
+                    create_failed: Some(format!("open {}: {e}", path.display())),
+                    ..Default::default()
+                };
+            }
+        };
+        let pipes = std::io::pipe().and_then(|out| std::io::pipe().map(|err| (out, err)));
+        let ((out_r, out_w), (err_r, err_w)) = match pipes {
+            Ok(p) => p,
+            Err(e) => {
+                return ExitRecord {
+                    create_failed: Some(format!("pipe: {e}")),
+                    ..Default::default()
+                };
+            }
+        };
+        command.stdout(out_w).stderr(err_w);
+        copiers.push(copy_to_cri_log(
+            out_r,
+            cri_log::Stream::Stdout,
+            file.clone(),
+        ));
+        copiers.push(copy_to_cri_log(err_r, cri_log::Stream::Stderr, file));
+    }
+    let record = supervise_command(command, args, log);
+    // The copiers end when every writer of the pipes is gone (the container and anything it
+    // left behind); a daemon that keeps them open must not keep the exit record back.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for copier in copiers {
+        while !copier.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    record
+}
+
+fn supervise_command(mut command: Command, args: &Args, log: &dyn Fn(&str)) -> ExitRecord {
+    // `status` drops the command's copies of the pipe writers once the runtime exits.
+    let status = command.status();
+    drop(command);
     match status {
         Ok(status) if status.success() => {}
         Ok(status) => {
