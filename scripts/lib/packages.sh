@@ -1,8 +1,10 @@
 # Shared by scripts/up and scripts/test: install Debian packages that are missing (as root).
 # Building needs protoc and the well-known .proto files (the etcd-client crate compiles its gRPC
-# definitions); the tests also run real etcd servers.
+# definitions); the tests also run real etcd servers, and the image tests a registry
+# (docker-registry), images built with umoci from busybox-static, pushed with skopeo, and
+# htpasswd (apache2-utils) for registry auth.
 BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev)
-TEST_PACKAGES=(etcd-server etcd-client)
+TEST_PACKAGES=(etcd-server etcd-client docker-registry umoci skopeo busybox-static apache2-utils)
 
 install_packages() {
   local missing=()

@@ -109,7 +109,7 @@ impl DockerConfig {
             .filter(|(key, _)| key_matches(key, reference))
             .map(|(key, c)| (key.len(), c))
             .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
         let mut out: Vec<Credentials> = Vec::new();
         for (_, c) in found {
             if !out.contains(c) {

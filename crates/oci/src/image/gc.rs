@@ -67,11 +67,11 @@ impl ImageStore {
         in_use: &HashSet<Digest>,
     ) -> Result<GcReport> {
         let mut report = GcReport::default();
-        let percent_used = if usage.capacity == 0 {
-            0
-        } else {
-            100 - usage.available.saturating_mul(100) / usage.capacity
-        };
+        let percent_used = usage
+            .available
+            .saturating_mul(100)
+            .checked_div(usage.capacity)
+            .map_or(0, |free| 100u64.saturating_sub(free));
         if percent_used >= u64::from(policy.high_threshold_percent) {
             let target_available =
                 usage.capacity * (100 - u64::from(policy.low_threshold_percent.min(100))) / 100;
@@ -96,7 +96,7 @@ impl ImageStore {
             .into_iter()
             .filter_map(|id| self.snapshot(&id).ok().flatten().map(|s| s.image))
             .collect();
-        let young = now().saturating_sub(policy.min_age.as_secs());
+        let young = now().saturating_sub(policy.min_age.as_millis() as u64);
         let mut candidates: Vec<(u64, u64, Digest)> = index
             .images
             .iter()
@@ -125,6 +125,15 @@ impl ImageStore {
             let Some(entry) = index.images.remove(&digest) else {
                 continue;
             };
+            let config_shared = index.images.values().any(|e| e.config == entry.config);
+            for blob in [Some(&digest), (!config_shared).then_some(&entry.config)]
+                .into_iter()
+                .flatten()
+            {
+                estimate += std::fs::metadata(self.blob_path(blob))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+            }
             for l in &entry.layers {
                 let users = layer_users.get_mut(l).expect("counted above");
                 *users -= 1;

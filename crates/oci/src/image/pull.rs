@@ -220,11 +220,13 @@ impl ImageStore {
         let names = names_for(reference, &top_digest);
 
         // Nothing changed since the last pull: only the names may be new.
-        if let Some(entry) = lock(&self.inner.index)
+        // (The lock is taken in its own statement: held in the `if let`, it would still be
+        // held by commit_image below.)
+        let known = lock(&self.inner.index)
             .images
             .get(&manifest_digest)
-            .cloned()
-        {
+            .cloned();
+        if let Some(entry) = known {
             let config = ConfigFile::parse(&self.read_blob(&entry.config)?)?;
             let image = self.commit_image(
                 &manifest_digest,

@@ -73,7 +73,7 @@ pub(crate) struct ImageEntry {
     pub indexes: BTreeSet<Digest>,
     pub layers: Vec<Digest>,
     pub size: u64,
-    /// Unix seconds.
+    /// Unix milliseconds.
     pub created: u64,
     pub last_used: u64,
 }
@@ -131,10 +131,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Unix time in milliseconds: with seconds, images pulled in the same second would tie for
+/// least recently used.
 pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
