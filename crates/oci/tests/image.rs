@@ -36,6 +36,18 @@ fn run(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// How the test registry authenticates.
+enum Auth {
+    None,
+    /// htpasswd user and password.
+    Basic(&'static str, &'static str),
+    /// Bearer tokens from the token server at `realm`, signed by the key of `cert_pem`.
+    Token {
+        realm: String,
+        cert_pem: String,
+    },
+}
+
 /// A `docker-registry serve` process on 127.0.0.1, killed on drop.
 struct Registry {
     child: Child,
@@ -43,21 +55,32 @@ struct Registry {
 }
 
 impl Registry {
-    fn start(dir: &Path, htpasswd: Option<(&str, &str)>) -> Result<Registry> {
+    fn start(dir: &Path, auth: &Auth) -> Result<Registry> {
         let data = dir.join("registry-data");
         fs::create_dir_all(&data)?;
-        let mut auth = String::new();
-        if let Some((user, password)) = htpasswd {
-            let file = dir.join("htpasswd");
-            fs::write(
-                &file,
-                run(Command::new("htpasswd").args(["-Bbn", user, password]))?,
-            )?;
-            auth = format!(
-                "auth:\n  htpasswd:\n    realm: maestro-test\n    path: {}\n",
-                file.display()
-            );
-        }
+        let auth = match auth {
+            Auth::None => String::new(),
+            Auth::Basic(user, password) => {
+                let file = dir.join("htpasswd");
+                fs::write(
+                    &file,
+                    run(Command::new("htpasswd").args(["-Bbn", user, password]))?,
+                )?;
+                format!(
+                    "auth:\n  htpasswd:\n    realm: maestro-test\n    path: {}\n",
+                    file.display()
+                )
+            }
+            Auth::Token { realm, cert_pem } => {
+                let file = dir.join("token-ca.pem");
+                fs::write(&file, cert_pem)?;
+                format!(
+                    "auth:\n  token:\n    realm: {realm}\n    service: {TOKEN_SERVICE}\n    \
+                     issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                    file.display()
+                )
+            }
+        };
         // Bind to port 0 for a free port, then hand it over (a tiny race other tests share).
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let config = dir.join("registry.yml");
@@ -253,9 +276,9 @@ struct Env {
 }
 
 impl Env {
-    fn new(htpasswd: Option<(&str, &str)>) -> Result<Env> {
+    fn new(auth: Auth) -> Result<Env> {
         let dir = tempfile::tempdir()?;
-        let registry = Registry::start(dir.path(), htpasswd)?;
+        let registry = Registry::start(dir.path(), &auth)?;
         let layout = build_layout(dir.path())?;
         let store = ImageStore::open(&dir.path().join("store"))?;
         Ok(Env {
@@ -325,7 +348,7 @@ fn is_mount_point(path: &Path) -> bool {
 
 #[tokio::test]
 async fn pulls_oci_and_docker_manifests_sharing_layers() -> Result<()> {
-    let env = Env::new(None)?;
+    let env = Env::new(Auth::None)?;
     let (reg, store) = (&env.registry, &env.store);
     reg.push(&env.layout.path, "v1", "test/busybox:v1", &[])?;
     reg.push(&env.layout.path, "v2", "test/busybox:v2", &[])?;
@@ -476,7 +499,7 @@ async fn pulls_oci_and_docker_manifests_sharing_layers() -> Result<()> {
 
 #[tokio::test]
 async fn pull_policies_and_precise_errors() -> Result<()> {
-    let env = Env::new(None)?;
+    let env = Env::new(Auth::None)?;
     let (reg, store) = (&env.registry, &env.store);
     reg.push(&env.layout.path, "v1", "test/busybox:v1", &[])?;
     let options = PullOptions::default();
@@ -586,7 +609,7 @@ async fn pull_policies_and_precise_errors() -> Result<()> {
 
 #[tokio::test]
 async fn basic_auth_from_pull_secrets() -> Result<()> {
-    let env = Env::new(Some(("maestro", "s3cret")))?;
+    let env = Env::new(Auth::Basic("maestro", "s3cret"))?;
     let (reg, store) = (&env.registry, &env.store);
     reg.push(
         &env.layout.path,
@@ -629,7 +652,7 @@ async fn basic_auth_from_pull_secrets() -> Result<()> {
 
 #[tokio::test]
 async fn index_selects_the_platform() -> Result<()> {
-    let env = Env::new(None)?;
+    let env = Env::new(Auth::None)?;
     let (reg, store) = (&env.registry, &env.store);
     reg.push(&env.layout.path, "multi", "test/multi:latest", &["--all"])?;
     let reference = reg.reference("test/multi");
@@ -681,7 +704,7 @@ async fn index_selects_the_platform() -> Result<()> {
 
 #[tokio::test]
 async fn snapshots_mount_the_merged_view_and_clean_up() -> Result<()> {
-    let env = Env::new(None)?;
+    let env = Env::new(Auth::None)?;
     let (reg, store) = (&env.registry, &env.store);
     reg.push(&env.layout.path, "v2", "test/busybox:v2", &[])?;
     reg.push(&env.layout.path, "v1", "test/busybox:v1", &[])?;
@@ -776,7 +799,7 @@ async fn snapshots_mount_the_merged_view_and_clean_up() -> Result<()> {
 
 #[tokio::test]
 async fn imports_oci_archives_and_docker_save_tarballs() -> Result<()> {
-    let env = Env::new(None)?;
+    let env = Env::new(Auth::None)?;
     let dir = env.dir.path();
     let layout = &env.layout.path;
     let oci = dir.join("oci.tar");
@@ -850,7 +873,7 @@ async fn imports_oci_archives_and_docker_save_tarballs() -> Result<()> {
 
 #[tokio::test]
 async fn garbage_collection_by_disk_thresholds() -> Result<()> {
-    let env = Env::new(None)?;
+    let env = Env::new(Auth::None)?;
     let (reg, store) = (&env.registry, &env.store);
     reg.push(&env.layout.path, "v1", "test/busybox:v1", &[])?;
     reg.push(&env.layout.path, "v2", "test/busybox:v2", &[])?;
@@ -950,5 +973,176 @@ async fn garbage_collection_by_disk_thresholds() -> Result<()> {
     assert!(report.freed > 1_000_000, "{report:?}");
     assert!(layer_names(store)?.is_empty());
     assert_eq!(fs::read_dir(store.root().join("blobs/sha256"))?.count(), 0);
+    Ok(())
+}
+
+// --- bearer tokens -----------------------------------------------------------------------------
+
+const TOKEN_SERVICE: &str = "maestro-test-registry";
+const TOKEN_ISSUER: &str = "maestro-test-issuer";
+
+/// A minimal token server (the part of Docker's token auth that is not the registry): checks
+/// Basic credentials and answers an ES256 JWT granting the requested repository scopes, with
+/// its certificate in `x5c` so the registry can check it against `rootcertbundle`.
+struct TokenServer {
+    realm: String,
+    cert_pem: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TokenServer {
+    async fn start(user: &'static str, password: &'static str) -> Result<TokenServer> {
+        use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cert_key = rcgen::KeyPair::try_from(pkcs8.as_ref())?;
+        let mut params = rcgen::CertificateParams::new(vec!["maestro-token".to_owned()])?;
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::DigitalSignature,
+            rcgen::KeyUsagePurpose::KeyCertSign,
+        ];
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&cert_key)?;
+        let cert_der = cert.der().to_vec();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let realm = format!("http://{}/token", listener.local_addr()?);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = answer_token_request(stream, user, password, &key, &cert_der).await;
+            }
+        });
+        Ok(TokenServer {
+            realm,
+            cert_pem: cert.pem(),
+            task,
+        })
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn answer_token_request(
+    mut stream: tokio::net::TcpStream,
+    user: &str,
+    password: &str,
+    key: &ring::signature::EcdsaKeyPair,
+    cert_der: &[u8],
+) -> Result<()> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        ensure!(n > 0, "connection closed");
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let target = head.split(' ').nth(1).unwrap_or("");
+    let expected = format!("basic {}", STANDARD.encode(format!("{user}:{password}")));
+    let authorized = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("authorization:")
+            && l[14..].trim().eq_ignore_ascii_case(&expected)
+    });
+    let (status, body) = if authorized {
+        let query = target.split_once('?').map_or("", |(_, q)| q);
+        let mut access = Vec::new();
+        for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+            if k == "scope" {
+                let scope = v
+                    .replace("%3A", ":")
+                    .replace("%2F", "/")
+                    .replace("%2C", ",");
+                let (kind, rest) = scope.split_once(':').unwrap_or(("", ""));
+                let (name, actions) = rest.rsplit_once(':').unwrap_or(("", ""));
+                access.push(serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}));
+            }
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let header =
+            serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [STANDARD.encode(cert_der)]});
+        let claims = serde_json::json!({
+            "iss": TOKEN_ISSUER, "sub": user, "aud": TOKEN_SERVICE,
+            "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()),
+            "access": access,
+        });
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims)?)
+        );
+        let signature = key
+            .sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let token = format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.as_ref())
+        );
+        (
+            "200 OK",
+            serde_json::json!({"token": token, "access_token": token}).to_string(),
+        )
+    } else {
+        (
+            "401 Unauthorized",
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#.to_owned(),
+        )
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_token_auth() -> Result<()> {
+    let tokens = TokenServer::start("maestro", "t0ken").await?;
+    let env = Env::new(Auth::Token {
+        realm: tokens.realm.clone(),
+        cert_pem: tokens.cert_pem.clone(),
+    })?;
+    let (reg, store) = (&env.registry, &env.store);
+    // skopeo blocks on the token server, which runs on this runtime's other worker.
+    let (layout, host) = (env.layout.path.clone(), reg.host());
+    tokio::task::spawn_blocking(move || {
+        run(Command::new("skopeo")
+            .args([
+                "copy",
+                "-q",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                "maestro:t0ken",
+            ])
+            .arg(format!("oci:{}:v1", layout.display()))
+            .arg(format!("docker://{host}/private/busybox:v1")))
+    })
+    .await??;
+    let reference = reg.reference("private/busybox:v1");
+
+    let anonymous = pull(store, &reference, &PullOptions::default()).await;
+    assert!(
+        matches!(anonymous, Err(ImageError::Unauthorized { .. })),
+        "{anonymous:?}"
+    );
+    let options = PullOptions {
+        credentials: vec![Credentials::new("maestro", "t0ken")],
+        ..Default::default()
+    };
+    let image = pull(store, &reference, &options).await?;
+    assert_eq!(image.digest, env.layout.digests["v1"]);
+    assert_eq!(image.layers.len(), 1);
     Ok(())
 }

@@ -26,6 +26,8 @@ use super::{Credentials, Digest, Image, ImageError, ImageStore, Platform, Refere
 const MAX_MANIFEST: u64 = 4 << 20;
 /// Largest image config accepted.
 const MAX_CONFIG: u64 = 16 << 20;
+/// How long the HTTPS attempt on a host allowed plain HTTP may take before falling back.
+const HTTPS_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Progress is reported at most this often per layer, plus at its end.
 const PROGRESS_STEP: u64 = 1 << 20;
 
@@ -463,8 +465,8 @@ impl Client {
             None if registry == super::reference::DOCKER_HUB => "registry-1.docker.io".to_owned(),
             None => registry.clone(),
         };
-        let plain_http_allowed = plain_http_allowed(&host, &options.insecure_registries)
-            || plain_http_allowed(&registry, &options.insecure_registries) && host == registry;
+        // Decided by the host actually contacted: a mirror of an insecure name is not insecure.
+        let plain_http_allowed = plain_http_allowed(&host, &options.insecure_registries);
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
             .user_agent(concat!("maestro/", env!("CARGO_PKG_VERSION")))
@@ -518,9 +520,29 @@ impl Client {
             if let Some(auth) = &self.authorization {
                 request = request.header(AUTHORIZATION, auth);
             }
-            let response = match request.send().await {
+            // Bounds the wait for the response head even where the body may take long. A plain
+            // HTTP server may never answer a TLS hello, so the HTTPS probe of a host allowed
+            // plain HTTP gets a short wait and falls back on it too.
+            let probing = self.scheme == "https" && self.plain_http_allowed;
+            let wait = if probing {
+                self.timeout.min(HTTPS_PROBE_TIMEOUT)
+            } else {
+                self.timeout
+            };
+            let sent = match tokio::time::timeout(wait, request.send()).await {
+                Ok(sent) => sent,
+                Err(_) if probing => {
+                    tracing::debug!(registry = %self.host, "no HTTPS answer, trying plain HTTP");
+                    self.scheme = "http";
+                    continue;
+                }
+                Err(_) => {
+                    return Err(self.network(format!("no response within {wait:?} from {url}")));
+                }
+            };
+            let response = match sent {
                 Ok(r) => r,
-                Err(e) if self.scheme == "https" && self.plain_http_allowed && !e.is_timeout() => {
+                Err(e) if probing => {
                     tracing::debug!(registry = %self.host, "HTTPS failed ({}), trying plain HTTP", describe(&e));
                     self.scheme = "http";
                     continue;

@@ -573,4 +573,26 @@ mod tests {
         );
         assert_eq!(fs::metadata(root.join("etc")).unwrap().mtime(), 1_000_000);
     }
+
+    #[test]
+    fn zstd_layers_of_several_frames() {
+        use ruzstd::encoding::{CompressionLevel, compress_to_vec};
+        let tar = tar_of(&[
+            ("a", T::Regular, b"first"),
+            ("dir/b", T::Regular, &[7u8; 70_000]),
+        ]);
+        let (head, tail) = tar.split_at(1536);
+        // Two frames with a skippable frame between them, as zstd:chunked writes.
+        let mut blob = compress_to_vec(head, CompressionLevel::Fastest);
+        blob.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+        blob.extend_from_slice(&3u32.to_le_bytes());
+        blob.extend_from_slice(b"skp");
+        blob.extend_from_slice(&compress_to_vec(tail, CompressionLevel::Fastest));
+        let dir = tempfile::tempdir().unwrap();
+        let u = unpack_layer(&blob[..], Compression::Zstd, dir.path(), "zstd").unwrap();
+        assert_eq!(u.diff_id, Digest::of(&tar));
+        assert_eq!(u.blob_digest, Digest::of(&blob));
+        assert_eq!(fs::read(dir.path().join("a")).unwrap(), b"first");
+        assert_eq!(fs::read(dir.path().join("dir/b")).unwrap().len(), 70_000);
+    }
 }
