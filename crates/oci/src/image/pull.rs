@@ -19,7 +19,6 @@ use super::manifest::{
     Compression, ConfigFile, Descriptor, Index, MANIFEST_ACCEPT, Manifest, ManifestKind,
     manifest_kind,
 };
-use super::store::lock;
 use super::{Credentials, Digest, Image, ImageError, ImageStore, Platform, Reference, Result};
 
 /// Largest manifest or index accepted (containerd's limit too): bounds memory per pull.
@@ -132,8 +131,12 @@ impl ImageStore {
         if policy != PullPolicy::Always
             && let Some(image) = self.get(reference)?
         {
-            self.touch(&image.digest)?;
-            return Ok(image);
+            match self.touch(&image.digest) {
+                Ok(()) => return Ok(image),
+                // Collected since the lookup: pull it again (or report it missing).
+                Err(ImageError::NotInStore(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         if policy == PullPolicy::Never {
             return Err(ImageError::NeverPull {
@@ -222,21 +225,7 @@ impl ImageStore {
         let names = names_for(reference, &top_digest);
 
         // Nothing changed since the last pull: only the names may be new.
-        // (The lock is taken in its own statement: held in the `if let`, it would still be
-        // held by commit_image below.)
-        let known = lock(&self.inner.index)
-            .images
-            .get(&manifest_digest)
-            .cloned();
-        if let Some(entry) = known {
-            let config = ConfigFile::parse(&self.read_blob(&entry.config)?)?;
-            let image = self.commit_image(
-                &manifest_digest,
-                &entry.config,
-                &config,
-                index_digest.as_ref(),
-                &names,
-            )?;
+        if let Some(image) = self.refresh_image(&manifest_digest, index_digest.as_ref(), &names)? {
             progress(&PullEvent::Done {
                 digest: manifest_digest,
                 downloaded: 0,
@@ -350,6 +339,17 @@ impl ImageStore {
             match chunk {
                 Ok(chunk) => {
                     received += chunk.len() as u64;
+                    if received > layer.size {
+                        // The descriptor's size is part of the content's identity; this also
+                        // stops a registry that streams without end.
+                        let e = ImageError::invalid(
+                            format!("layer {}", layer.digest),
+                            format!("more than the {} bytes its descriptor says", layer.size),
+                        );
+                        let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
+                        network_error = Some(e);
+                        break;
+                    }
                     if received - reported >= PROGRESS_STEP {
                         reported = received;
                         progress(&PullEvent::LayerProgress {
@@ -376,7 +376,20 @@ impl ImageStore {
         if let Some(e) = network_error {
             return Err(e);
         }
+        if received < layer.size && unpacked.is_err() {
+            // A truncated download makes the unpacker fail; the truncation is the cause.
+            return Err(client.network(format!(
+                "layer {}: the connection ended after {received} of {} bytes",
+                layer.digest, layer.size
+            )));
+        }
         unpacked?;
+        if received != layer.size {
+            return Err(ImageError::invalid(
+                format!("layer {}", layer.digest),
+                format!("{received} bytes, its descriptor says {}", layer.size),
+            ));
+        }
         progress(&PullEvent::LayerProgress {
             digest: layer.digest.clone(),
             downloaded: received,
@@ -467,14 +480,18 @@ impl Client {
         };
         // Decided by the host actually contacted: a mirror of an insecure name is not insecure.
         let plain_http_allowed = plain_http_allowed(&host, &options.insecure_registries);
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
-            .user_agent(concat!("maestro/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ImageError::Network {
-                registry: registry.clone(),
-                message: describe(&e),
-            })?;
+            .user_agent(concat!("maestro/", env!("CARGO_PKG_VERSION")));
+        if is_loopback(&host) {
+            // HTTP(S)_PROXY from the environment applies to real registries; a proxy cannot
+            // reach this machine's loopback.
+            builder = builder.no_proxy();
+        }
+        let http = builder.build().map_err(|e| ImageError::Network {
+            registry: registry.clone(),
+            message: describe(&e),
+        })?;
         Ok(Client {
             http,
             registry,

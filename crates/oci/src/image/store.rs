@@ -452,6 +452,29 @@ impl ImageStore {
         self.load(&index, manifest)
     }
 
+    /// If the image is in the store, records it as used now and points `names` (and the index
+    /// it came from) at it, all under one lock so a collection cannot interleave.
+    pub(crate) fn refresh_image(
+        &self,
+        manifest: &Digest,
+        index_digest: Option<&Digest>,
+        names: &[String],
+    ) -> Result<Option<Image>> {
+        let mut index = lock(&self.inner.index);
+        let Some(entry) = index.images.get_mut(manifest) else {
+            return Ok(None);
+        };
+        entry.last_used = now();
+        if let Some(i) = index_digest {
+            entry.indexes.insert(i.clone());
+        }
+        for name in names {
+            index.refs.insert(name.clone(), manifest.clone());
+        }
+        self.save_index(&index)?;
+        self.load(&index, manifest).map(Some)
+    }
+
     pub(crate) fn save_index(&self, index: &IndexFile) -> Result<()> {
         let bytes =
             serde_json::to_vec_pretty(index).map_err(|e| ImageError::invalid("index", e))?;
