@@ -17,7 +17,7 @@ use super::error::IoContext;
 use super::store::lock;
 use super::{Digest, Image, ImageError, ImageStore, Result};
 
-/// The kernel reads mount options from one page.
+/// The kernel reads mount(2) options from one page.
 const MAX_MOUNT_DATA: usize = 4095;
 
 /// A container's root filesystem.
@@ -62,6 +62,7 @@ impl ImageStore {
             rootfs: dir.join("rootfs"),
             upper: dir.join("upper"),
         };
+        let mut created = false;
         let lowers: Vec<PathBuf> = {
             // Under the index lock: garbage collection sees either the image gone (and we fail
             // here) or our `image` file (and keeps the image).
@@ -85,6 +86,7 @@ impl ImageStore {
                     }
                     fs::write(dir.join("image"), image.digest.as_str())
                         .ctx("write", dir.join("image"))?;
+                    created = true;
                 }
                 Err(e) => return Err(ImageError::io("read", dir.join("image"), e)),
             }
@@ -99,48 +101,26 @@ impl ImageStore {
         if is_mounted(&snapshot.rootfs)? {
             return Ok(snapshot);
         }
-        let mut lowers: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+        let mut lowers = lowers;
         if lowers.is_empty() {
             // An image without layers (`FROM scratch` plus config) still needs a lower dir.
-            lowers.push(self.root().join("empty").display().to_string());
+            lowers.push(self.root().join("empty"));
         }
-        for path in lowers
-            .iter()
-            .map(String::as_str)
-            .chain([self.root().to_str().unwrap_or(",")])
-        {
-            if path.contains([',', ':']) {
-                return Err(ImageError::Snapshot {
-                    id: id.to_owned(),
-                    message: format!("path {path:?} cannot be an overlay mount option"),
-                });
+        if let Err(message) = mount_overlay(
+            &lowers,
+            &snapshot.upper,
+            &dir.join("work"),
+            &snapshot.rootfs,
+        ) {
+            if created {
+                // Nothing ran on it: leave no snapshot that would pin the image.
+                let _ = self.remove_snapshot(id);
             }
-        }
-        let data = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lowers.join(":"),
-            snapshot.upper.display(),
-            dir.join("work").display()
-        );
-        if data.len() > MAX_MOUNT_DATA {
             return Err(ImageError::Snapshot {
                 id: id.to_owned(),
-                message: format!(
-                    "{} layers do not fit in one overlay mount's options",
-                    lowers.len()
-                ),
+                message,
             });
         }
-        let data = std::ffi::CString::new(data).expect("paths without NUL");
-        rustix::mount::mount(
-            "overlay",
-            &snapshot.rootfs,
-            "overlay",
-            MountFlags::empty(),
-            data.as_c_str(),
-        )
-        .map_err(io::Error::from)
-        .ctx("mount overlay on", &snapshot.rootfs)?;
         tracing::debug!(container = id, image = %image.digest, "mounted root filesystem");
         Ok(snapshot)
     }
@@ -238,6 +218,72 @@ impl ImageStore {
     }
 }
 
+/// Mounts an overlay of `lowers` (top first) with `upper` and `work` on `target`. The classic
+/// mount(2) takes all options in one page, which holds about 40 layer paths of a store under
+/// `/var/lib`; more layers go through the new mount API, one `lowerdir+` each (Linux 6.8+).
+pub(crate) fn mount_overlay(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<(), String> {
+    let text = |p: &Path| {
+        p.to_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("path {p:?} is not UTF-8"))
+    };
+    let lower_text = lowers
+        .iter()
+        .map(|p| text(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (upper_text, work_text) = (text(upper)?, text(work)?);
+    for path in lower_text.iter().chain([&upper_text, &work_text]) {
+        if path.contains([',', ':', '\\']) {
+            return Err(format!("path {path:?} cannot be an overlay mount option"));
+        }
+    }
+    let data = format!(
+        "lowerdir={},upperdir={upper_text},workdir={work_text}",
+        lower_text.join(":")
+    );
+    if data.len() <= MAX_MOUNT_DATA {
+        let data = std::ffi::CString::new(data).map_err(|e| e.to_string())?;
+        return rustix::mount::mount(
+            "overlay",
+            target,
+            "overlay",
+            MountFlags::empty(),
+            data.as_c_str(),
+        )
+        .map_err(|e| format!("mount overlay on {}: {e}", target.display()));
+    }
+    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags};
+    let fail = |what: &str, e: rustix::io::Errno| {
+        format!("mount overlay of {} layers ({what}): {e}", lowers.len())
+    };
+    let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| fail("fsopen", e))?;
+    for lower in &lower_text {
+        rustix::mount::fsconfig_set_string(&fs, "lowerdir+", lower.as_str())
+            .map_err(|e| fail("lowerdir+, which needs Linux 6.8", e))?;
+    }
+    rustix::mount::fsconfig_set_string(&fs, "upperdir", upper_text.as_str())
+        .map_err(|e| fail("upperdir", e))?;
+    rustix::mount::fsconfig_set_string(&fs, "workdir", work_text.as_str())
+        .map_err(|e| fail("workdir", e))?;
+    rustix::mount::fsconfig_create(&fs).map_err(|e| fail("create", e))?;
+    let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+        .map_err(|e| fail("fsmount", e))?;
+    rustix::mount::move_mount(
+        &mnt,
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| fail("move_mount", e))
+}
+
 /// Whether `path` is a mount point in this mount namespace (from `/proc/self/mountinfo`,
 /// where the mount point is the fifth field with spaces and the like escaped in octal).
 pub(crate) fn is_mounted(path: &Path) -> Result<bool> {
@@ -267,4 +313,51 @@ fn unescape(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More layers than one page of mount options holds (needs root, as the crate's tests do).
+    #[test]
+    fn overlay_of_many_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "l".repeat(100);
+        let mut lowers = Vec::new();
+        for i in 0..60 {
+            let d = dir.path().join(format!("{long}-{i:02}"));
+            fs::create_dir(&d).unwrap();
+            fs::write(d.join(format!("f{i}")), i.to_string()).unwrap();
+            fs::write(d.join("top"), i.to_string()).unwrap();
+            lowers.push(d);
+        }
+        let (upper, work, target) = (
+            dir.path().join("u"),
+            dir.path().join("w"),
+            dir.path().join("m"),
+        );
+        for d in [&upper, &work, &target] {
+            fs::create_dir(d).unwrap();
+        }
+        match mount_overlay(&lowers, &upper, &work, &target) {
+            Err(e) if e.contains("needs Linux 6.8") => {
+                return eprintln!("skipped on this kernel: {e}");
+            }
+            r => r.unwrap(),
+        }
+        let mounted = is_mounted(&target).unwrap();
+        let (first, last, top) = (
+            fs::read_to_string(target.join("f0")),
+            fs::read_to_string(target.join("f59")),
+            fs::read_to_string(target.join("top")),
+        );
+        rustix::mount::unmount(&target, UnmountFlags::DETACH).unwrap();
+        assert!(mounted);
+        assert_eq!(
+            (first.unwrap(), last.unwrap(), top.unwrap()),
+            ("0".into(), "59".into(), "0".into())
+        );
+        assert!(!is_mounted(&target).unwrap());
+    }
 }
