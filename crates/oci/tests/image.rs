@@ -1146,3 +1146,63 @@ async fn bearer_token_auth() -> Result<()> {
     assert_eq!(image.layers.len(), 1);
     Ok(())
 }
+
+/// Flips one byte in the middle of a blob in the registry's storage (the registry serves what
+/// is on disk without checking it again).
+fn corrupt_registry_blob(dir: &Path, digest: &Digest) -> Result<()> {
+    let path = dir
+        .join("registry-data/docker/registry/v2/blobs/sha256")
+        .join(&digest.hex()[..2])
+        .join(digest.hex())
+        .join("data");
+    let mut bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    fs::write(&path, bytes)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn corrupt_content_is_refused() -> Result<()> {
+    let env = Env::new(Auth::None)?;
+    let (reg, store) = (&env.registry, &env.store);
+    reg.push(&env.layout.path, "v1", "test/busybox:v1", &[])?;
+    reg.push(&env.layout.path, "v2", "test/busybox:v2", &[])?;
+    let manifest = |tag: &str| -> Result<serde_json::Value> {
+        let digest = &env.layout.digests[tag];
+        Ok(serde_json::from_slice(&fs::read(
+            env.layout.path.join("blobs/sha256").join(digest.hex()),
+        )?)?)
+    };
+    let digest_at = |v: &serde_json::Value| Digest::parse(v["digest"].as_str().unwrap()).unwrap();
+
+    corrupt_registry_blob(env.dir.path(), &digest_at(&manifest("v1")?["config"]))?;
+    let config = pull(
+        store,
+        &reg.reference("test/busybox:v1"),
+        &PullOptions::default(),
+    )
+    .await;
+    assert!(
+        matches!(&config, Err(ImageError::DigestMismatch { what, .. }) if what.contains("config")),
+        "{config:?}"
+    );
+
+    let top = digest_at(&manifest("v2")?["layers"][1]);
+    corrupt_registry_blob(env.dir.path(), &top)?;
+    let layer = pull(
+        store,
+        &reg.reference("test/busybox:v2"),
+        &PullOptions::default(),
+    )
+    .await;
+    assert!(
+        matches!(&layer, Err(ImageError::DigestMismatch { what, .. }) if what.contains("layer")),
+        "{layer:?}"
+    );
+    assert!(store.images()?.is_empty());
+    // Nothing half-written: the good base layer may stay (a retry reuses it), the bad one not.
+    assert_eq!(layer_names(store)?.len(), 1);
+    assert_eq!(fs::read_dir(store.root().join("tmp"))?.count(), 0);
+    Ok(())
+}

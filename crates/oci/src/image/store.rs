@@ -389,7 +389,7 @@ impl ImageStore {
                 blob_digest: got_blob,
                 diff_id: got_diff,
                 size,
-            } = unpack::unpack_layer(blob, compression, &fs_dir, diff_id.as_str())?;
+            } = unpack::unpack_layer(blob, compression, blob_digest, &fs_dir, diff_id.as_str())?;
             if let Some(expected) = blob_digest {
                 expected.verify(&got_blob, "layer blob")?;
             }

@@ -45,16 +45,19 @@ pub(crate) struct Unpacked {
 }
 
 /// Unpacks the layer read from `blob` into `dest` (an empty directory). `layer` names the layer
-/// in errors. Both digests are computed over the whole stream, padding included.
+/// in errors. Both digests are computed over the whole stream, padding included. When
+/// unpacking fails and the blob does not hash to `expected_blob`, the mismatch is the error:
+/// corrupt content explains a decompressor's or tar reader's complaint.
 pub(crate) fn unpack_layer(
     blob: impl Read,
     compression: Compression,
+    expected_blob: Option<&Digest>,
     dest: &Path,
     layer: &str,
 ) -> Result<Unpacked, ImageError> {
     let mut blob = HashingReader::new(blob);
     let tar_error = |e: io::Error| ImageError::invalid(format!("layer {layer}"), e);
-    let (diff_id, size) = {
+    let unpacked = (|| {
         let decompressed: Box<dyn Read + '_> = match compression {
             Compression::None => Box::new(&mut blob),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut blob)),
@@ -75,14 +78,26 @@ pub(crate) fn unpack_layer(
         }
         writer.finish()?;
         let (diff_id, _) = tar.finish().map_err(tar_error)?;
-        (diff_id, writer.size)
-    };
-    let (blob_digest, _) = blob.finish().map_err(tar_error)?;
-    Ok(Unpacked {
-        blob_digest,
-        diff_id,
-        size,
-    })
+        Ok((diff_id, writer.size))
+    })();
+    let blob_digest = blob.finish().map(|(d, _)| d);
+    match (unpacked, blob_digest) {
+        (Ok((diff_id, size)), Ok(blob_digest)) => Ok(Unpacked {
+            blob_digest,
+            diff_id,
+            size,
+        }),
+        (Err(e), Ok(actual)) => match expected_blob {
+            Some(expected) if *expected != actual => Err(ImageError::DigestMismatch {
+                what: format!("layer {layer}"),
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            }),
+            _ => Err(e),
+        },
+        (Err(e), Err(_)) => Err(e),
+        (Ok(_), Err(e)) => Err(tar_error(e)),
+    }
 }
 
 struct LayerWriter<'a> {
@@ -492,7 +507,7 @@ mod tests {
     ) -> (tempfile::TempDir, Result<Unpacked, ImageError>) {
         let dir = tempfile::tempdir().unwrap();
         let data = tar_of(entries);
-        let r = unpack_layer(&data[..], Compression::None, dir.path(), "test");
+        let r = unpack_layer(&data[..], Compression::None, None, dir.path(), "test");
         (dir, r)
     }
 
@@ -512,7 +527,7 @@ mod tests {
             data.extend_from_slice(h.as_bytes());
             data.extend_from_slice(&[0u8; 1024]);
             let dir = tempfile::tempdir().unwrap();
-            let r = unpack_layer(&data[..], Compression::None, dir.path(), "test");
+            let r = unpack_layer(&data[..], Compression::None, None, dir.path(), "test");
             assert!(
                 matches!(r, Err(ImageError::PathTraversal { .. })),
                 "{path}: {r:?}"
@@ -589,7 +604,7 @@ mod tests {
         blob.extend_from_slice(b"skp");
         blob.extend_from_slice(&compress_to_vec(tail, CompressionLevel::Fastest));
         let dir = tempfile::tempdir().unwrap();
-        let u = unpack_layer(&blob[..], Compression::Zstd, dir.path(), "zstd").unwrap();
+        let u = unpack_layer(&blob[..], Compression::Zstd, None, dir.path(), "zstd").unwrap();
         assert_eq!(u.diff_id, Digest::of(&tar));
         assert_eq!(u.blob_digest, Digest::of(&blob));
         assert_eq!(fs::read(dir.path().join("a")).unwrap(), b"first");
