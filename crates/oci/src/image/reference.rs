@@ -7,7 +7,7 @@ use std::str::FromStr;
 use super::{Digest, ImageError};
 
 /// Docker Hub's name in references; the host actually contacted is `registry-1.docker.io`.
-pub const DOCKER_HUB: &str = "docker.io";
+pub(crate) const DOCKER_HUB: &str = "docker.io";
 
 /// A normalized image reference. Displayed in full (`docker.io/library/busybox:latest`).
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]

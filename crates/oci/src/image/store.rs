@@ -10,6 +10,8 @@
 //! - Content a pull or import is working on is registered as in flight, and a sweep leaves it
 //!   alone; images with a snapshot are never collected. Deletion first renames into `trash/`
 //!   (quick, under the index lock), then deletes outside the lock.
+//! - One process owns a store (the agent, or `maestro image import` while the agent is
+//!   stopped): opening it empties `tmp/` and `trash/`, and the locks are in-process.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
