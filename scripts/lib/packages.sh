@@ -1,9 +1,12 @@
 # Shared by scripts/up and scripts/test: install Debian packages that are missing (as root).
 # Building needs protoc and the well-known .proto files (the etcd-client crate compiles its gRPC
-# definitions); the tests also run real etcd servers, and the pod network tests real network
-# namespaces (iproute2, ping, python3 for TCP listeners inside them).
+# definitions); the tests also run real etcd servers, the pod network tests real network
+# namespaces (iproute2, ping, python3 for TCP listeners inside them), the runtime tests runc and
+# crun with busybox-static, and the image tests a registry (docker-registry), images built with
+# umoci, pushed with skopeo, and htpasswd (apache2-utils) for registry auth.
 BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev)
-TEST_PACKAGES=(etcd-server etcd-client iproute2 iputils-ping python3)
+TEST_PACKAGES=(etcd-server etcd-client iproute2 iputils-ping python3 runc crun busybox-static
+  docker-registry umoci skopeo apache2-utils)
 
 install_packages() {
   local missing=()
