@@ -610,6 +610,7 @@ fn graceful_stop(kind: RuntimeKind) {
     node.start(&stubborn);
     node.wait_for_log("polite", "ready");
     node.wait_for_log("stubborn", "ready");
+    assert!(!node.runtime.stopped("polite").unwrap());
 
     let started = Instant::now();
     let status = node
@@ -624,6 +625,7 @@ fn graceful_stop(kind: RuntimeKind) {
         started.elapsed()
     );
     assert!(node.log("polite").contains("bye"));
+    assert!(node.runtime.stopped("polite").unwrap());
 
     // PID 1 of a pid namespace ignores SIGTERM without a handler: SIGKILL after the grace.
     let grace = Duration::from_millis(400);

@@ -220,6 +220,12 @@ pub trait OciRuntime: Send + Sync + std::fmt::Debug {
     /// re-attaches to after a restart.
     fn list(&self) -> Result<Vec<ContainerStatus>>;
 
+    /// Whether the container has stopped, as cheaply as the backend can tell (no child process):
+    /// what the agent polls for every running container. `state` then says how it ended.
+    fn stopped(&self, id: &str) -> Result<bool> {
+        Ok(self.state(id)?.state == ContainerState::Stopped)
+    }
+
     /// Waits until the container has stopped and its exit status is known; `None` on timeout.
     fn wait(&self, id: &str, timeout: Duration) -> Result<Option<ContainerStatus>> {
         let deadline = Instant::now() + timeout;

@@ -462,6 +462,11 @@ impl OciRuntime for RuncCli {
         self.compose(id, runtime)
     }
 
+    fn stopped(&self, id: &str) -> Result<bool> {
+        // The shim writes the exit record as soon as the process is gone.
+        Ok(self.bundle(id)?.join(shim::EXIT_FILE).exists())
+    }
+
     fn kill(&self, id: &str, signal: Signal) -> Result<()> {
         self.bundle(id)?;
         match run(self.runtime().arg("kill").arg(id).arg(signal.0.to_string())) {
