@@ -66,6 +66,17 @@ pub trait PodStreams: Send + Sync + 'static {
     ) -> Result<PathBuf, StreamError>;
     /// Whether the container is running now (a followed log ends when it stops).
     fn running(&self, namespace: &str, pod: &str, container: &str) -> bool;
+    /// Starts a process in a running container of the pod (`kubectl exec`). `container` is
+    /// `None` when the request named none: the pod's only container, else a BadRequest.
+    fn exec(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        exec: maestro_oci::runtime::ExecConfig,
+    ) -> Result<maestro_oci::runtime::ExecSession, StreamError>;
+    /// The pod's IP, reachable from the node (port-forward connects to it).
+    fn pod_ip(&self, namespace: &str, pod: &str) -> Result<std::net::IpAddr, StreamError>;
 }
 
 /// The key that signs the API server's tokens, from a JWKS document.
