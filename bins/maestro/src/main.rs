@@ -29,6 +29,30 @@ enum Command {
     /// Manage join tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage the images of this node.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCommand {
+    /// Load images from an OCI archive or a `docker save` tarball (for air-gapped nodes). The
+    /// node's agent imports it (right away if it runs, else when it starts).
+    Import(ImageImportArgs),
+}
+
+#[derive(Args, Debug)]
+struct ImageImportArgs {
+    /// The archives (tar, optionally gzipped).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// The agent's data directory (default: /var/lib/maestro/agent when it exists, else
+    /// /var/lib/maestro-agent).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Seconds to wait for the agent to report the import (0: do not wait).
+    #[arg(long, default_value_t = 600)]
+    timeout_seconds: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -80,6 +104,57 @@ struct NodeArgs {
     /// The address of this node (default: the source address of its default route).
     #[arg(long)]
     node_ip: Option<IpAddr>,
+    /// Port of the agent's HTTPS endpoint for logs, exec and port-forward (0: any free port).
+    #[arg(long, default_value_t = 10250)]
+    agent_port: u16,
+    /// The OCI runtime that runs containers.
+    #[arg(long, default_value = "runc", value_parser = ["runc", "crun"])]
+    container_runtime: String,
+    /// Runtime state, bundles and pod sandboxes (a tmpfs).
+    #[arg(long, default_value = "/run/maestro")]
+    run_dir: PathBuf,
+    /// The cgroup pods are placed under.
+    #[arg(long, default_value = "/maestro")]
+    cgroup_root: String,
+    /// The name of the node's pod bridge.
+    #[arg(long, default_value = "maestro0")]
+    bridge: String,
+    /// A registry (host[:port]) that may be reached over plain HTTP (loopback always may).
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Pull images of registry NAME from HOST:PORT instead (a mirror): NAME=HOST:PORT.
+    #[arg(long = "registry-endpoint", value_parser = parse_endpoint)]
+    registry_endpoints: Vec<(String, String)>,
+    /// Register the node without running pods (for control-plane-only tests).
+    #[arg(long)]
+    no_pods: bool,
+}
+
+fn parse_endpoint(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .ok_or_else(|| format!("expected NAME=HOST:PORT, got {s:?}"))
+}
+
+impl NodeArgs {
+    /// The agent's settings for running pods.
+    fn pod_settings(&self) -> anyhow::Result<maestro_agent::PodSettings> {
+        let shim = maestro_agent::PodSettings::shim_command()
+            .context("finding this executable for the container shim")?;
+        let mut settings = maestro_agent::PodSettings::new(shim);
+        settings.enabled = !self.no_pods;
+        settings.runtime = match self.container_runtime.as_str() {
+            "crun" => maestro_agent::RuntimeKind::Crun,
+            _ => maestro_agent::RuntimeKind::Runc,
+        };
+        settings.run_dir = self.run_dir.clone();
+        settings.cgroup_root = self.cgroup_root.clone();
+        settings.bridge = self.bridge.clone();
+        settings.insecure_registries = self.insecure_registries.clone();
+        settings.registry_endpoints = self.registry_endpoints.iter().cloned().collect();
+        Ok(settings)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -130,6 +205,13 @@ struct ServerArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // `maestro shim ...`: the per-container shim, started by the OCI runtime layer for every
+    // container. Dispatched before anything else so it stays small (no async runtime, no
+    // logging setup): it must outlive the agent.
+    let mut raw = std::env::args_os();
+    if raw.nth(1).is_some_and(|a| a == "shim") {
+        std::process::exit(maestro_agent::shim_main(raw));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -146,6 +228,7 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Agent(args) => runtime.block_on(agent(args)),
         Command::Token(TokenCommand::Create(args)) => runtime.block_on(token_create(args)),
+        Command::Image(ImageCommand::Import(args)) => image_import(args),
     }
 }
 
@@ -213,6 +296,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             reserved_memory_bytes: args.node.reserved_memory_mib * 1024 * 1024,
             max_pods: args.node.max_pods,
             node_ip: args.node.node_ip,
+            port: args.node.agent_port,
+            pods: args.node.pod_settings()?,
         };
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating {}", config.data_dir.display()))?;
@@ -265,6 +350,8 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         reserved_memory_bytes: args.node.reserved_memory_mib * 1024 * 1024,
         max_pods: args.node.max_pods,
         node_ip: args.node.node_ip,
+        port: args.node.agent_port,
+        pods: args.node.pod_settings()?,
     };
     tracing::info!(server = %config.server, node = %config.node_name, "starting the node agent");
     maestro_agent::run(config)
@@ -326,4 +413,72 @@ async fn token_create(args: TokenCreateArgs) -> anyhow::Result<()> {
 fn jiff_expiration(hours: u64) -> String {
     let at = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(hours as i64);
     at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// `maestro image import`: hand the archives to the node's agent and wait for its answers.
+fn image_import(args: ImageImportArgs) -> anyhow::Result<()> {
+    use maestro_agent::image_import::{PARTIAL_SUFFIX, RESULT_SUFFIX, import_dir};
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| {
+        let embedded = PathBuf::from("/var/lib/maestro/agent");
+        if embedded.exists() {
+            embedded
+        } else {
+            PathBuf::from("/var/lib/maestro-agent")
+        }
+    });
+    let dir = import_dir(&data_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut waiting = Vec::new();
+    for file in &args.files {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let base = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "archive".into());
+        let target = dir.join(format!("{stamp}-{base}"));
+        let partial = dir.join(format!("{stamp}-{base}{PARTIAL_SUFFIX}"));
+        std::fs::copy(file, &partial)
+            .with_context(|| format!("copying {} into {}", file.display(), dir.display()))?;
+        std::fs::rename(&partial, &target)?;
+        waiting.push((
+            file.clone(),
+            dir.join(format!("{stamp}-{base}{RESULT_SUFFIX}")),
+        ));
+    }
+    if args.timeout_seconds == 0 {
+        println!("queued for the agent in {}", dir.display());
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(args.timeout_seconds);
+    let mut failed = false;
+    for (file, result_path) in waiting {
+        let result = loop {
+            if let Ok(bytes) = std::fs::read(&result_path) {
+                let _ = std::fs::remove_file(&result_path);
+                break serde_json::from_slice::<serde_json::Value>(&bytes)?;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the agent did not import {} within {}s (is it running with data dir {}?); \
+                 it stays queued",
+                file.display(),
+                args.timeout_seconds,
+                data_dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        if let Some(error) = result["error"].as_str() {
+            eprintln!("{}: {error}", file.display());
+            failed = true;
+            continue;
+        }
+        for name in result["images"].as_array().into_iter().flatten() {
+            println!("{}", name.as_str().unwrap_or_default());
+        }
+    }
+    anyhow::ensure!(!failed, "some archives could not be imported");
+    Ok(())
 }

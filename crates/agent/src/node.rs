@@ -128,7 +128,7 @@ pub fn status(config: &AgentConfig, previous_conditions: &[Value]) -> Result<Val
                 if ready { "kubelet is posting ready status" } else { "the node is under resource pressure" }, &now),
         ],
         "addresses": addresses,
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": config.port}},
         "nodeInfo": {
             "machineID": info.machine_id,
             "systemUUID": info.system_uuid,
@@ -251,6 +251,8 @@ mod tests {
             reserved_memory_bytes: 256 * 1024 * 1024,
             max_pods: 110,
             node_ip: Some("10.0.0.5".parse().unwrap()),
+            port: 10250,
+            pods: crate::PodSettings::new(maestro_oci::runtime::ShimCommand::binary("/bin/false")),
         }
     }
 

@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod meta;
 pub mod patch_meta;
 pub mod protobuf;
+pub mod quantity;
 pub mod resources;
 pub mod selector;
 pub mod status;

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use maestro_api::resources;
 use maestro_api::selector::LabelSelector;
+use maestro_api::{quantity, resources};
 use maestro_apiserver::Registry;
 use maestro_apiserver::object::StoredObject;
 use maestro_apiserver::registry::{Resource, WriteOptions};
@@ -21,29 +21,6 @@ use crate::queue::{self, Reconciler};
 
 fn resource(plural: &str) -> Arc<Resource> {
     Resource::builtin(resources::find_builtin("", "v1", plural).expect("built in"))
-}
-
-/// Parse a Kubernetes quantity into milli-units (cpu) or bytes (memory): `100m`, `2`, `1.5`,
-/// `128Mi`, `1G`, `1e3`.
-pub fn quantity_milli(q: &str) -> Option<i128> {
-    let q = q.trim();
-    let (number, suffix) = q.split_at(q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len()));
-    let value: f64 = number.parse().ok()?;
-    let factor: f64 = match suffix {
-        "" => 1000.0,
-        "m" => 1.0,
-        "k" => 1e6,
-        "M" => 1e9,
-        "G" => 1e12,
-        "T" => 1e15,
-        "Ki" => 1024.0 * 1000.0,
-        "Mi" => 1024.0 * 1024.0 * 1000.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0 * 1000.0,
-        "Ti" => 1024f64.powi(4) * 1000.0,
-        _ if suffix.starts_with('e') => 10f64.powi(suffix[1..].parse().ok()?) * 1000.0,
-        _ => return None,
-    };
-    Some((value * factor).round() as i128)
 }
 
 /// A pod's requests: the larger of the sum over containers and the largest init container.
@@ -59,7 +36,7 @@ fn pod_requests(pod: &Value) -> BTreeMap<String, i128> {
                             .map(|r| {
                                 r.iter()
                                     .filter_map(|(k, v)| {
-                                        Some((k.clone(), quantity_milli(v.as_str()?)?))
+                                        Some((k.clone(), quantity::milli(v.as_str()?)?))
                                     })
                                     .collect()
                             })
@@ -179,7 +156,7 @@ fn misfit(
     let allocatable = |k: &str| {
         node.pointer(&format!("/status/allocatable/{k}"))
             .and_then(Value::as_str)
-            .and_then(quantity_milli)
+            .and_then(quantity::milli)
     };
     if allocatable("pods").is_some_and(|max| pods_on_node * 1000 >= max) {
         return Some("Too many pods".into());
@@ -257,7 +234,7 @@ impl Scheduler {
                 let free = nv
                     .pointer(&format!("/status/allocatable/{k}"))
                     .and_then(Value::as_str)
-                    .and_then(quantity_milli)
+                    .and_then(quantity::milli)
                     .unwrap_or(1)
                     .max(1);
                 (requested.get(k).copied().unwrap_or(0) + wants.get(k).copied().unwrap_or(0)) * 1000
@@ -467,16 +444,6 @@ pub async fn run(registry: Arc<Registry>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quantities() {
-        assert_eq!(quantity_milli("100m"), Some(100));
-        assert_eq!(quantity_milli("2"), Some(2000));
-        assert_eq!(quantity_milli("1.5"), Some(1500));
-        assert_eq!(quantity_milli("128Mi"), Some(128 * 1024 * 1024 * 1000));
-        assert_eq!(quantity_milli("1k"), Some(1_000_000));
-        assert_eq!(quantity_milli("bogus"), None);
-    }
 
     fn node(name: &str, cpu: &str, labels: Value, taints: Value) -> Value {
         json!({"metadata": {"name": name, "labels": labels}, "spec": {"taints": taints},
