@@ -28,6 +28,11 @@ fn agent(cluster: &Cluster, token: &str, node: &str) -> Agent {
                 token,
                 "--node-name",
                 node,
+                // Registration only: several agents on one host would share its runtime dirs,
+                // and the pods here name registries that do not exist.
+                "--no-pods",
+                "--agent-port",
+                "0",
             ])
             .arg("--data-dir")
             .arg(&dir)

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod node;
+
 /// The suites live in the `maestro` package, so cargo builds the binary before running them and
 /// names it in `CARGO_BIN_EXE_maestro`; each suite passes that path to [`Cluster::start`].
 fn check_binary(path: &Path) -> PathBuf {
@@ -87,6 +89,8 @@ pub struct Cluster {
     pub port: u16,
     pub kubectl: Kubectl,
     extra_args: Vec<String>,
+    /// Set when the server runs its node agent (see [`Cluster::start_node`]).
+    pub node: Option<node::NodeSandbox>,
 }
 
 impl Cluster {
@@ -107,6 +111,31 @@ impl Cluster {
             port: free_port(),
             kubectl,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            node: None,
+        };
+        cluster.launch().expect("starting maestro");
+        cluster
+    }
+
+    /// Start a server with its embedded node agent (a single-node cluster that runs pods),
+    /// isolated in a [`node::NodeSandbox`] that is cleaned up when the cluster is dropped.
+    pub fn start_node(binary: &str, kubectl: Kubectl, extra_args: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("maestro-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let port = free_port();
+        let sandbox = node::NodeSandbox::new(dir.path(), &dir.path().join("data"), port);
+        let mut args = sandbox.args();
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        let mut cluster = Cluster {
+            binary: check_binary(Path::new(binary)),
+            child: None,
+            dir,
+            port,
+            kubectl,
+            extra_args: args,
+            node: Some(sandbox),
         };
         cluster.launch().expect("starting maestro");
         cluster
@@ -123,7 +152,7 @@ impl Cluster {
             .arg(self.data_dir())
             .arg("--api-port")
             .arg(self.port.to_string())
-            .arg("--no-agent")
+            .args(self.node.is_none().then_some("--no-agent"))
             .args(&self.extra_args)
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
@@ -271,6 +300,9 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill9();
+        if let Some(node) = &self.node {
+            node.cleanup();
+        }
     }
 }
 
