@@ -55,6 +55,11 @@ struct Node {
 
 impl Node {
     fn new(kind: RuntimeKind) -> Option<Node> {
+        Node::with_config(kind, |_| {})
+    }
+
+    /// A node whose runtime config `adjust` changes first (the defaults are the agent's).
+    fn with_config(kind: RuntimeKind, adjust: impl FnOnce(&mut RuncConfig)) -> Option<Node> {
         if !available(kind) {
             return None;
         }
@@ -73,6 +78,7 @@ impl Node {
         );
         config.root = tmp.path().join("state");
         config.bundle_dir = tmp.path().join("containers");
+        adjust(&mut config);
         let runtime = RuncCli::new(config.clone(), cgroups.clone()).unwrap();
         let sandboxes = SandboxManager::new(
             tmp.path().join("pods"),
@@ -683,6 +689,68 @@ fn runc_exec_into_running() {
 #[test]
 fn runc_graceful_stop() {
     graceful_stop(RuntimeKind::Runc);
+}
+
+#[test]
+fn runc_cri_log_rotates_in_whole_lines() {
+    const MAX_SIZE: u64 = 16 * 1024;
+    let Some(node) = Node::with_config(RuntimeKind::Runc, |c| {
+        c.container_log_max_size = MAX_SIZE;
+        c.container_log_max_files = 3;
+    }) else {
+        return;
+    };
+    // About 250 KB of numbered lines: many rotations, some of them within one second.
+    let mut c = node.container(
+        "rotate",
+        "i=1; while [ $i -le 3000 ]; do \
+         echo \"line $i ......................................................\"; \
+         i=$((i+1)); done",
+    );
+    let cri = node.tmp.path().join("logs/0.log");
+    c.io = ContainerIo {
+        stdout: Output::CriLog(cri.clone()),
+        stderr: Output::CriLog(cri.clone()),
+        ..c.io
+    };
+    let status = node.run(&c);
+    assert_eq!(status.exit.unwrap().code, 0);
+
+    let rotated = maestro_oci::runtime::cri_log::rotated_files(&cri).unwrap();
+    assert_eq!(rotated.len(), 2, "max_files - 1 rotated files: {rotated:?}");
+    let mut numbers = Vec::new();
+    for file in rotated.iter().chain([&cri]) {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name == "0.log" || (name.starts_with("0.log.20") && name.len() >= 21),
+            "{name}"
+        );
+        let text = fs::read_to_string(file).unwrap();
+        assert!(
+            text.len() as u64 <= MAX_SIZE,
+            "{name}: {} bytes",
+            text.len()
+        );
+        assert!(text.ends_with('\n'), "{name} ends mid-line");
+        for line in text.lines() {
+            let mut parts = line.splitn(4, ' ');
+            let time = parts.next().unwrap();
+            assert!(time.parse::<jiff::Timestamp>().is_ok(), "{line:?}");
+            assert_eq!((parts.next(), parts.next()), (Some("stdout"), Some("F")));
+            let msg = parts.next().unwrap();
+            let n: u32 = msg
+                .strip_prefix("line ")
+                .and_then(|m| m.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{name}: incomplete line {line:?}"));
+            numbers.push(n);
+        }
+    }
+    // The newest output, nothing lost or reordered within what is kept.
+    assert_eq!(numbers.last(), Some(&3000));
+    let first = numbers[0];
+    assert!(first > 1, "older output was rotated away");
+    assert_eq!(numbers, (first..=3000).collect::<Vec<_>>());
 }
 
 #[test]
