@@ -26,123 +26,46 @@ impl fmt::Display for Check {
 }
 
 /// Every check: keyword, number of arguments, argument syntax, meaning.
+#[rustfmt::skip]
 pub const CHECKS: &[(&str, usize, &str, &str)] = &[
     ("env", 1, "NAME=VALUE", "environment variable NAME is VALUE"),
     ("env-unset", 1, "NAME", "NAME is not in the environment"),
     ("hostname", 1, "NAME", "the UTS hostname"),
     ("uid", 1, "N", "effective user id"),
     ("gid", 1, "N", "effective group id"),
-    (
-        "groups",
-        1,
-        "N,N..|none",
-        "supplementary groups, in any order",
-    ),
+    ("groups", 1, "N,N..|none", "supplementary groups, in any order"),
     ("umask", 1, "OCTAL", "the process umask, e.g. 0022"),
     ("cwd", 1, "PATH", "working directory"),
     ("pid", 1, "N", "own pid (1 in a private pid namespace)"),
-    (
-        "memory-limit",
-        1,
-        "BYTES|max",
-        "cgroup memory limit (64Mi, 67108864)",
-    ),
-    (
-        "cpu-quota",
-        1,
-        "QUOTA/PERIOD|max/PERIOD",
-        "CFS quota, microseconds",
-    ),
-    (
-        "cpu-shares",
-        1,
-        "N",
-        "cpu.shares (v1), or its cpu.weight (v2)",
-    ),
+    ("memory-limit", 1, "BYTES|max", "cgroup memory limit (64Mi, 67108864)"),
+    ("cpu-quota", 1, "QUOTA/PERIOD|max/PERIOD", "CFS quota, microseconds"),
+    ("cpu-shares", 1, "N", "cpu.shares (v1), or its cpu.weight (v2)"),
     ("pids-limit", 1, "N|max", "cgroup pids limit"),
-    (
-        "cgroup",
-        1,
-        "FILE=VALUE",
-        "raw cgroup file (memory.swappiness=0)",
-    ),
-    (
-        "mount-ro",
-        1,
-        "PATH",
-        "PATH is a mount point, mounted read-only",
-    ),
-    (
-        "mount-rw",
-        1,
-        "PATH",
-        "PATH is a mount point, mounted read-write",
-    ),
-    (
-        "mount-type",
-        1,
-        "PATH=FSTYPE",
-        "filesystem type of the mount at PATH",
-    ),
+    ("cgroup", 1, "FILE=VALUE", "raw cgroup file (memory.swappiness=0)"),
+    ("mount-ro", 1, "PATH", "PATH is a mount point, mounted read-only"),
+    ("mount-rw", 1, "PATH", "PATH is a mount point, mounted read-write"),
+    ("mount-type", 1, "PATH=FSTYPE", "filesystem type of the mount at PATH"),
     ("not-mounted", 1, "PATH", "nothing is mounted at PATH"),
     ("shm-size", 1, "BYTES", "size of the tmpfs at /dev/shm"),
     ("readonly-rootfs", 0, "", "/ is mounted read-only"),
     ("writable", 1, "DIR", "a file can be created in DIR"),
     ("not-writable", 1, "DIR", "no file can be created in DIR"),
-    (
-        "file",
-        1,
-        "PATH=CONTENT",
-        "file content (a final newline is ignored)",
-    ),
-    (
-        "file-contains",
-        1,
-        "PATH=TEXT",
-        "file content includes TEXT",
-    ),
+    ("file", 1, "PATH=CONTENT", "file content (a final newline is ignored)"),
+    ("file-contains", 1, "PATH=TEXT", "file content includes TEXT"),
     ("exists", 1, "PATH", "PATH exists"),
     ("absent", 1, "PATH", "PATH does not exist"),
-    (
-        "mode",
-        1,
-        "PATH=OCTAL",
-        "permission bits of PATH (links followed)",
-    ),
+    ("mode", 1, "PATH=OCTAL", "permission bits of PATH (links followed)"),
     ("owner", 1, "PATH=UID:GID", "owner of PATH (links followed)"),
-    (
-        "cap",
-        1,
-        "NAME",
-        "capability in the effective set (NET_RAW, CAP_NET_RAW)",
-    ),
-    (
-        "cap-absent",
-        1,
-        "NAME",
-        "capability not in the effective set",
-    ),
+    ("cap", 1, "NAME", "capability in the effective set (NET_RAW, CAP_NET_RAW)"),
+    ("cap-absent", 1, "NAME", "capability not in the effective set"),
+    ("cap-bounding", 1, "NAME", "capability in the bounding set"),
+    ("cap-bounding-absent", 1, "NAME", "capability not in the bounding set"),
     ("no-new-privs", 1, "0|1", "the no_new_privs bit"),
     ("seccomp", 1, "0|1|2", "seccomp mode (2: filter)"),
     ("oom-score-adj", 1, "N", "/proc/self/oom_score_adj"),
-    (
-        "rlimit",
-        1,
-        "NAME=SOFT/HARD",
-        "resource limit (nofile=1024/4096, core=0/unlimited)",
-    ),
-    (
-        "sysctl",
-        1,
-        "NAME=VALUE",
-        "a /proc/sys value (net.ipv4.ip_forward=1)",
-    ),
-    (
-        "connect",
-        1,
-        "IP:PORT",
-        "a TCP connection succeeds within 2 s",
-    ),
+    ("rlimit", 1, "NAME=SOFT/HARD", "resource limit (nofile=1024/4096, core=0/unlimited)"),
+    ("sysctl", 1, "NAME=VALUE", "a /proc/sys value (net.ipv4.ip_forward=1)"),
+    ("connect", 1, "IP:PORT", "a TCP connection succeeds within 2 s"),
     ("no-connect", 1, "IP:PORT", "no TCP connection within 2 s"),
 ];
 
@@ -201,9 +124,11 @@ fn validate(check: &Check) -> Result<(), String> {
         "memory-limit" | "pids-limit" if arg == "max" => Ok(()),
         "memory-limit" | "pids-limit" | "shm-size" => parse_quantity(arg).map(|_| ()),
         "cpu-quota" => parse_quota(arg).map(|_| ()),
-        "cap" | "cap-absent" => procfs::capability_bit(arg)
-            .map(|_| ())
-            .ok_or_else(|| "unknown capability".into()),
+        "cap" | "cap-absent" | "cap-bounding" | "cap-bounding-absent" => {
+            procfs::capability_bit(arg)
+                .map(|_| ())
+                .ok_or_else(|| "unknown capability".into())
+        }
         "no-new-privs" | "seccomp" => arg
             .parse::<u8>()
             .map(|_| ())
@@ -554,21 +479,33 @@ pub fn run(check: &Check, cx: &Context) -> Result<(), Failure> {
                 format!("{}:{}", meta.uid(), meta.gid()),
             )
         }
-        "cap" | "cap-absent" => {
+        "cap" | "cap-absent" | "cap-bounding" | "cap-bounding-absent" => {
+            // A non-root process has no effective capabilities unless they are ambient, but
+            // the bounding set still shows what the runtime granted.
+            let (field, set) = if check.name.starts_with("cap-bounding") {
+                ("CapBnd", "bounding")
+            } else {
+                ("CapEff", "effective")
+            };
             let bit = procfs::capability_bit(arg).expect("validated");
-            let mask = u64::from_str_radix(&cx.status("CapEff")?, 16)
-                .map_err(|e| Failure::Error(format!("CapEff: {e}")))?;
+            let mask = u64::from_str_radix(&cx.status(field)?, 16)
+                .map_err(|e| Failure::Error(format!("{field}: {e}")))?;
             let present = mask & (1 << bit) != 0;
-            if present == (check.name == "cap") {
+            if present != check.name.ends_with("-absent") {
                 Ok(())
             } else {
                 let name = procfs::CAPABILITIES[bit as usize];
+                let names = procfs::capability_names(mask);
                 Err(Failure::Mismatch {
                     expected: format!(
-                        "{name} {} the effective set",
+                        "{name} {} the {set} set",
                         if present { "not in" } else { "in" }
                     ),
-                    got: procfs::capability_names(mask).join(","),
+                    got: if names.is_empty() {
+                        "an empty set".into()
+                    } else {
+                        names.join(",")
+                    },
                 })
             }
         }

@@ -93,10 +93,15 @@ fn mode(args: &[String]) -> i32 {
             Ok(options) => serve::serve(options),
             Err(e) => bad(&e),
         },
+        // The first line says signals are handled: a test may send SIGTERM once it sees it.
         "sleep" => match rest.as_slice() {
-            [s] if s == "forever" || s == "infinity" => forever(),
+            [s] if s == "forever" || s == "infinity" => {
+                println!("sleeping forever");
+                forever()
+            }
             [s] => match s.parse::<f64>() {
                 Ok(secs) if secs >= 0.0 => {
+                    println!("sleeping {secs} s");
                     std::thread::sleep(Duration::from_secs_f64(secs));
                     0
                 }

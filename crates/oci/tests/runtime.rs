@@ -662,9 +662,154 @@ fn graceful_stop(kind: RuntimeKind) {
     ));
 }
 
+/// The static checker (`maestro_e2e::checker`) as the container's process: what the runtime
+/// set up, asserted from inside; its OOM and SIGTERM modes as pid 1.
+fn checker_asserts_from_inside(kind: RuntimeKind) {
+    let Some(node) = Node::new(kind) else { return };
+    let checker = maestro_e2e::checker::static_binary().expect("static maestro-checker");
+    fs::copy(&checker, node.rootfs.join("bin/maestro-checker")).unwrap();
+    let data = node.tmp.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("file"), "host data\n").unwrap();
+    // runc gives a tmpfs the mode of the directory it covers: make /tmp an image's usual 1777.
+    fs::set_permissions(
+        node.rootfs.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    let pod = node.sandbox(
+        &format!("pod-checked-{}", kind.name()),
+        "checked",
+        QosClass::Burstable,
+        Resources {
+            memory_limit: Some(256 << 20),
+            ..Default::default()
+        },
+    );
+    let checker_container = |id: &str, args: &[&str]| {
+        let mut argv = vec!["/bin/maestro-checker".to_string()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let mut c = ContainerConfig::new(id, &node.rootfs, argv);
+        c.io = ContainerIo::log_file(node.log_path(id));
+        pod.configure(&mut c);
+        c
+    };
+
+    let checks = [
+        "hostname checked",
+        "file /etc/hostname=checked",
+        "pid 1",
+        "uid 1000",
+        "gid 1000",
+        "groups 2000",
+        "env A=1",
+        "env-unset B",
+        "cwd /work",
+        "memory-limit 64Mi",
+        "cpu-quota 50000/100000",
+        "cpu-shares 512",
+        "pids-limit 100",
+        "readonly-rootfs",
+        "not-writable /",
+        "writable /tmp",
+        "mount-type /tmp=tmpfs",
+        "mount-ro /data",
+        "mount-rw /dev/shm",
+        "shm-size 64Mi",
+        "cap-bounding NET_BIND_SERVICE",
+        "cap-bounding-absent NET_RAW",
+        "cap-absent NET_BIND_SERVICE",
+        "no-new-privs 1",
+        "seccomp 2",
+        "rlimit nofile=1000/2000",
+        "oom-score-adj 500",
+    ];
+    let mut args: Vec<&str> = checks
+        .iter()
+        .flat_map(|c| c.splitn(2, ' ').collect::<Vec<_>>())
+        .collect();
+    args.extend(["file", "/data/file=host data"]);
+    let mut c = checker_container("checked", &args);
+    c.resources = Resources {
+        cpu_shares: Some(512),
+        cpu_quota: Some(50_000),
+        cpu_period: Some(100_000),
+        memory_limit: Some(64 << 20),
+        pids_limit: Some(100),
+    };
+    c.user = User {
+        uid: 1000,
+        gid: 1000,
+        additional_gids: vec![2000],
+        umask: None,
+    };
+    c.env = vec![("A".into(), "1".into())];
+    c.cwd = "/work".into();
+    c.security.readonly_rootfs = true;
+    c.security.cap_drop = vec!["ALL".into()];
+    c.security.cap_add = vec!["NET_BIND_SERVICE".into()];
+    c.security.no_new_privileges = true;
+    c.mounts.extend([
+        Mount::tmpfs("/tmp", Some(1 << 20)),
+        Mount::bind(&data, "/data", true),
+    ]);
+    c.rlimits = vec![Rlimit {
+        kind: RlimitKind::RlimitNofile,
+        soft: 1000,
+        hard: 2000,
+    }];
+    c.oom_score_adj = Some(500);
+    let status = node.run(&c);
+    let log = node.log("checked");
+    assert_eq!(status.exit.unwrap().code, 0, "{log}");
+    let total = checks.len() + 1;
+    assert!(
+        log.ends_with(&format!("{total} of {total} checks passed\n")),
+        "{log}"
+    );
+
+    // A failing check says what it found, and fails the container.
+    let mut c = checker_container("wrong", &["memory-limit", "32Mi", "uid", "0"]);
+    c.resources.memory_limit = Some(64 << 20);
+    let status = node.run(&c);
+    assert_eq!(status.exit.unwrap().code, 1);
+    assert_eq!(
+        node.log("wrong"),
+        "FAIL memory-limit 32Mi: expected 33554432, got 67108864\nok uid 0\n1 of 2 checks passed\n"
+    );
+
+    // hog: past the limit, the OOM killer.
+    let mut c = checker_container("hog", &["hog", "256Mi"]);
+    c.resources.memory_limit = Some(32 << 20);
+    let exit = node.run(&c).exit.unwrap();
+    assert_eq!(
+        (exit.code, exit.oom_killed),
+        (137, true),
+        "{}",
+        node.log("hog")
+    );
+
+    // As pid 1, SIGTERM still ends it at once (it blocks and waits for the signal).
+    let c = checker_container("sleeper", &["sleep", "forever"]);
+    node.start(&c);
+    node.wait_for_log("sleeper", "sleeping forever");
+    let started = Instant::now();
+    let status = node
+        .runtime
+        .stop("sleeper", Signal::TERM, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(status.exit.unwrap().code, 0, "{}", node.log("sleeper"));
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
 // ---------------------------------------------------------------------------------------------
 // runc
 // ---------------------------------------------------------------------------------------------
+
+#[test]
+fn runc_checker_asserts_from_inside() {
+    checker_asserts_from_inside(RuntimeKind::Runc);
+}
 
 #[test]
 fn runc_process_and_log() {
@@ -1095,6 +1240,11 @@ fn crun_exec_into_running() {
 #[test]
 fn crun_graceful_stop() {
     graceful_stop(RuntimeKind::Crun);
+}
+
+#[test]
+fn crun_checker_asserts_from_inside() {
+    checker_asserts_from_inside(RuntimeKind::Crun);
 }
 
 #[test]
