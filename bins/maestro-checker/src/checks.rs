@@ -271,7 +271,7 @@ impl Context {
     }
 }
 
-/// The file name part of a `PATH=...` argument (paths are taken as given, in the container).
+/// A validated `KEY=VALUE` argument split at its first `=` (values may hold more).
 fn pair(arg: &str) -> (&str, &str) {
     arg.split_once('=').expect("validated")
 }

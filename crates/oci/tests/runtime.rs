@@ -1,5 +1,6 @@
 //! Real containers: runc and crun, a busybox rootfs, cgroups and namespaces of this machine.
-//! Needs root plus `runc`, `crun` and `busybox-static`; skipped (with a message) otherwise.
+//! Needs root plus `runc`, `crun` and `busybox-static`; skipped (with a message) otherwise. The
+//! checker tests also build the static `maestro-checker` (cargo, `libc6-dev`) on first use.
 //! Every test owns a `Node` whose `Drop` deletes its containers, tears its sandboxes down and
 //! removes its cgroup root, so a failing assertion leaves nothing behind either.
 
