@@ -3,8 +3,9 @@
 # definitions); the tests also run real etcd servers, the pod network tests real network
 # namespaces (iproute2, ping, python3 for TCP listeners inside them), the runtime tests runc and
 # crun with busybox-static, and the image tests a registry (docker-registry), images built with
-# umoci, pushed with skopeo, and htpasswd (apache2-utils) for registry auth.
-BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev)
+# umoci, pushed with skopeo, and htpasswd (apache2-utils) for registry auth. The tests' in-container
+# checker (bins/maestro-checker) is linked statically against glibc's archives from libc6-dev.
+BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev libc6-dev)
 TEST_PACKAGES=(etcd-server etcd-client iproute2 iputils-ping python3 runc crun busybox-static
   docker-registry umoci skopeo apache2-utils)
 

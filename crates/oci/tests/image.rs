@@ -1,6 +1,7 @@
 //! Image tests against a real registry: Debian's `docker-registry` on 127.0.0.1, images built
-//! with umoci from a busybox-static root filesystem and pushed with skopeo, pulled, unpacked and
-//! mounted through `maestro_oci::image`. Needs root (overlay mounts, device nodes, chown) and
+//! with umoci from a busybox-static root filesystem and pushed with skopeo (the shared fixtures
+//! of `maestro_e2e::{registry, image}`), pulled, unpacked and mounted through
+//! `maestro_oci::image`. Needs root (overlay mounts, device nodes, chown) and
 //! the packages `docker-registry umoci skopeo busybox-static apache2-utils`.
 //!
 //! Every test starts its own registry on a free port and works in its own temp dir; the
@@ -9,14 +10,17 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::net::TcpListener;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
+use maestro_e2e::image::{ImageBuilder, layout_tags};
+use maestro_e2e::registry::{Registry, RegistryAuth};
+use maestro_e2e::run;
 use maestro_oci::image::{
     Credentials, Digest, DiskUsage, DockerConfig, GcPolicy, Image, ImageError, ImageStore,
     Platform, PullEvent, PullOptions, PullPolicy, Reference,
@@ -24,118 +28,14 @@ use maestro_oci::image::{
 
 // --- harness ---------------------------------------------------------------------------------
 
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+/// Image names in the test registry as `maestro_oci` parses them.
+trait RegistryExt {
+    fn reference(&self, name: &str) -> Reference;
 }
 
-/// How the test registry authenticates.
-enum Auth {
-    None,
-    /// htpasswd user and password.
-    Basic(&'static str, &'static str),
-    /// Bearer tokens from the token server at `realm`, signed by the key of `cert_pem`.
-    Token {
-        realm: String,
-        cert_pem: String,
-    },
-}
-
-/// A `docker-registry serve` process on 127.0.0.1, killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-}
-
-impl Registry {
-    fn start(dir: &Path, auth: &Auth) -> Result<Registry> {
-        let data = dir.join("registry-data");
-        fs::create_dir_all(&data)?;
-        let auth = match auth {
-            Auth::None => String::new(),
-            Auth::Basic(user, password) => {
-                let file = dir.join("htpasswd");
-                fs::write(
-                    &file,
-                    run(Command::new("htpasswd").args(["-Bbn", user, password]))?,
-                )?;
-                format!(
-                    "auth:\n  htpasswd:\n    realm: maestro-test\n    path: {}\n",
-                    file.display()
-                )
-            }
-            Auth::Token { realm, cert_pem } => {
-                let file = dir.join("token-ca.pem");
-                fs::write(&file, cert_pem)?;
-                format!(
-                    "auth:\n  token:\n    realm: {realm}\n    service: {TOKEN_SERVICE}\n    \
-                     issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
-                    file.display()
-                )
-            }
-        };
-        // Bind to port 0 for a free port, then hand it over (a tiny race other tests share).
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let config = dir.join("registry.yml");
-        fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    \
-                 rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: test\n{auth}",
-                data.display()
-            ),
-        )?;
-        let log = fs::File::create(dir.join("registry.log"))?;
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .context("starting /usr/bin/docker-registry (apt install docker-registry)")?;
-        let registry = Registry { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            ensure!(
-                Instant::now() < deadline,
-                "registry did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(registry)
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
+impl RegistryExt for Registry {
     fn reference(&self, name: &str) -> Reference {
-        Reference::parse(&format!("{}/{name}", self.host())).unwrap()
-    }
-
-    /// `skopeo copy` from the layout to this registry.
-    fn push(&self, layout: &Path, tag: &str, name: &str, extra: &[&str]) -> Result<()> {
-        run(Command::new("skopeo")
-            .args(["copy", "-q", "--dest-tls-verify=false"])
-            .args(extra)
-            .arg(format!("oci:{}:{tag}", layout.display()))
-            .arg(format!("docker://{}/{name}", self.host())))?;
-        Ok(())
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Reference::parse(&self.image(name)).unwrap()
     }
 }
 
@@ -147,51 +47,30 @@ struct Layout {
     digests: BTreeMap<String, Digest>,
 }
 
-/// Builds the test images with umoci.
+/// Builds the test images: v1 with the shared image builder, the rest by hand with umoci.
 fn build_layout(dir: &Path) -> Result<Layout> {
     let path = dir.join("layout");
     let image = |tag: &str| format!("{}:{tag}", path.display());
-    run(Command::new("umoci").args(["init", "--layout"]).arg(&path))?;
-    run(Command::new("umoci").args(["new", "--image", &image("base")]))?;
-    let bundle = dir.join("bundle");
-    run(Command::new("umoci")
-        .args(["unpack", "--image", &image("base")])
-        .arg(&bundle))?;
-    let root = bundle.join("rootfs");
-    for d in ["bin", "etc", "var/cache", "work"] {
-        fs::create_dir_all(root.join(d))?;
-    }
-    fs::copy("/bin/busybox", root.join("bin/busybox")).context("busybox-static is needed")?;
-    std::os::unix::fs::symlink("busybox", root.join("bin/sh"))?;
-    fs::write(root.join("etc/motd"), "hello\n")?;
-    fs::hard_link(root.join("etc/motd"), root.join("etc/motd.link"))?;
-    fs::write(root.join("var/cache/old"), "old\n")?;
-    fs::write(root.join("etc/secret"), "s\n")?;
-    fs::set_permissions(root.join("etc/secret"), fs::Permissions::from_mode(0o600))?;
-    std::os::unix::fs::lchown(root.join("etc/secret"), Some(1000), Some(1001))?;
-    run(Command::new("umoci")
-        .args(["repack", "--image", &image("v1")])
-        .arg(&bundle))?;
-    run(Command::new("umoci")
-        .args(["config", "--image", &image("v1")])
-        .args([
-            "--config.entrypoint",
-            "/bin/sh",
-            "--config.entrypoint",
-            "-c",
-            "--config.cmd",
-            "echo hi",
-            "--config.env",
-            "PATH=/bin",
-            "--config.env",
-            "FOO=bar",
-            "--config.workingdir",
-            "/work",
-            "--config.user",
-            "1000:1000",
-            "--config.exposedports",
-            "8080/tcp",
-        ]))?;
+    // Content the unpacker must keep: a hard link, an owner and mode, a dir the next layer
+    // makes opaque.
+    ImageBuilder::busybox_minimal()
+        .dir("/work", 0o755)
+        .file("/etc/motd", "hello\n", 0o644)
+        .file("/var/cache/old", "old\n", 0o644)
+        .file("/etc/secret", "s\n", 0o600)
+        .customize(|root| {
+            fs::hard_link(root.join("etc/motd"), root.join("etc/motd.link"))?;
+            std::os::unix::fs::lchown(root.join("etc/secret"), Some(1000), Some(1001))?;
+            Ok(())
+        })
+        .entrypoint(["/bin/sh", "-c"])
+        .cmd(["echo hi"])
+        .env("PATH", "/bin")
+        .env("FOO", "bar")
+        .workdir("/work")
+        .user("1000:1000")
+        .expose("8080/tcp")
+        .build(&path, "v1")?;
 
     // A layer written by hand: a whiteout for etc/motd, an opaque var/cache with a new file.
     let upper = dir.join("layer2");
@@ -255,16 +134,10 @@ fn build_layout(dir: &Path) -> Result<Layout> {
 }
 
 fn read_layout_tags(layout: &Path) -> Result<BTreeMap<String, Digest>> {
-    let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json"))?)?;
-    let mut out = BTreeMap::new();
-    for m in index["manifests"].as_array().unwrap() {
-        let tag = m["annotations"]["org.opencontainers.image.ref.name"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        out.insert(tag, Digest::parse(m["digest"].as_str().unwrap())?);
-    }
-    Ok(out)
+    layout_tags(layout)?
+        .into_iter()
+        .map(|(tag, digest)| Ok((tag, Digest::parse(&digest)?)))
+        .collect()
 }
 
 /// A temp dir with a registry, the layout, and a store.
@@ -276,7 +149,7 @@ struct Env {
 }
 
 impl Env {
-    fn new(auth: Auth) -> Result<Env> {
+    fn new(auth: RegistryAuth) -> Result<Env> {
         let dir = tempfile::tempdir()?;
         let registry = Registry::start(dir.path(), &auth)?;
         let layout = build_layout(dir.path())?;
@@ -348,11 +221,11 @@ fn is_mount_point(path: &Path) -> bool {
 
 #[tokio::test]
 async fn pulls_oci_and_docker_manifests_sharing_layers() -> Result<()> {
-    let env = Env::new(Auth::None)?;
+    let env = Env::new(RegistryAuth::None)?;
     let (reg, store) = (&env.registry, &env.store);
-    reg.push(&env.layout.path, "v1", "test/busybox:v1", &[])?;
-    reg.push(&env.layout.path, "v2", "test/busybox:v2", &[])?;
-    reg.push(
+    reg.push(&env.layout.path, "v1", "test/busybox:v1")?;
+    reg.push(&env.layout.path, "v2", "test/busybox:v2")?;
+    reg.push_with(
         &env.layout.path,
         "v1",
         "test/docker:v1",
@@ -499,9 +372,9 @@ async fn pulls_oci_and_docker_manifests_sharing_layers() -> Result<()> {
 
 #[tokio::test]
 async fn pull_policies_and_precise_errors() -> Result<()> {
-    let env = Env::new(Auth::None)?;
+    let env = Env::new(RegistryAuth::None)?;
     let (reg, store) = (&env.registry, &env.store);
-    reg.push(&env.layout.path, "v1", "test/busybox:v1", &[])?;
+    reg.push(&env.layout.path, "v1", "test/busybox:v1")?;
     let options = PullOptions::default();
     let noop = |_: &PullEvent| {};
 
@@ -609,9 +482,9 @@ async fn pull_policies_and_precise_errors() -> Result<()> {
 
 #[tokio::test]
 async fn basic_auth_from_pull_secrets() -> Result<()> {
-    let env = Env::new(Auth::Basic("maestro", "s3cret"))?;
+    let env = Env::new(RegistryAuth::basic("maestro", "s3cret"))?;
     let (reg, store) = (&env.registry, &env.store);
-    reg.push(
+    reg.push_with(
         &env.layout.path,
         "v1",
         "private/busybox:v1",
@@ -652,9 +525,9 @@ async fn basic_auth_from_pull_secrets() -> Result<()> {
 
 #[tokio::test]
 async fn index_selects_the_platform() -> Result<()> {
-    let env = Env::new(Auth::None)?;
+    let env = Env::new(RegistryAuth::None)?;
     let (reg, store) = (&env.registry, &env.store);
-    reg.push(&env.layout.path, "multi", "test/multi:latest", &["--all"])?;
+    reg.push_with(&env.layout.path, "multi", "test/multi:latest", &["--all"])?;
     let reference = reg.reference("test/multi");
 
     let amd64 = pull(
@@ -704,10 +577,10 @@ async fn index_selects_the_platform() -> Result<()> {
 
 #[tokio::test]
 async fn snapshots_mount_the_merged_view_and_clean_up() -> Result<()> {
-    let env = Env::new(Auth::None)?;
+    let env = Env::new(RegistryAuth::None)?;
     let (reg, store) = (&env.registry, &env.store);
-    reg.push(&env.layout.path, "v2", "test/busybox:v2", &[])?;
-    reg.push(&env.layout.path, "v1", "test/busybox:v1", &[])?;
+    reg.push(&env.layout.path, "v2", "test/busybox:v2")?;
+    reg.push(&env.layout.path, "v1", "test/busybox:v1")?;
     let v2 = pull(
         store,
         &reg.reference("test/busybox:v2"),
@@ -799,7 +672,7 @@ async fn snapshots_mount_the_merged_view_and_clean_up() -> Result<()> {
 
 #[tokio::test]
 async fn imports_oci_archives_and_docker_save_tarballs() -> Result<()> {
-    let env = Env::new(Auth::None)?;
+    let env = Env::new(RegistryAuth::None)?;
     let dir = env.dir.path();
     let layout = &env.layout.path;
     let oci = dir.join("oci.tar");
@@ -873,11 +746,11 @@ async fn imports_oci_archives_and_docker_save_tarballs() -> Result<()> {
 
 #[tokio::test]
 async fn garbage_collection_by_disk_thresholds() -> Result<()> {
-    let env = Env::new(Auth::None)?;
+    let env = Env::new(RegistryAuth::None)?;
     let (reg, store) = (&env.registry, &env.store);
-    reg.push(&env.layout.path, "v1", "test/busybox:v1", &[])?;
-    reg.push(&env.layout.path, "v2", "test/busybox:v2", &[])?;
-    reg.push(
+    reg.push(&env.layout.path, "v1", "test/busybox:v1")?;
+    reg.push(&env.layout.path, "v2", "test/busybox:v2")?;
+    reg.push_with(
         &env.layout.path,
         "v1",
         "test/docker:v1",
@@ -1110,26 +983,22 @@ async fn answer_token_request(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_token_auth() -> Result<()> {
     let tokens = TokenServer::start("maestro", "t0ken").await?;
-    let env = Env::new(Auth::Token {
+    let env = Env::new(RegistryAuth::Token {
         realm: tokens.realm.clone(),
+        service: TOKEN_SERVICE.into(),
+        issuer: TOKEN_ISSUER.into(),
         cert_pem: tokens.cert_pem.clone(),
     })?;
     let (reg, store) = (&env.registry, &env.store);
     // skopeo blocks on the token server, which runs on this runtime's other worker.
-    let (layout, host) = (env.layout.path.clone(), reg.host());
-    tokio::task::spawn_blocking(move || {
-        run(Command::new("skopeo")
-            .args([
-                "copy",
-                "-q",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                "maestro:t0ken",
-            ])
-            .arg(format!("oci:{}:v1", layout.display()))
-            .arg(format!("docker://{host}/private/busybox:v1")))
-    })
-    .await??;
+    tokio::task::block_in_place(|| {
+        reg.push_with(
+            &env.layout.path,
+            "v1",
+            "private/busybox:v1",
+            &["--dest-creds", "maestro:t0ken"],
+        )
+    })?;
     let reference = reg.reference("private/busybox:v1");
 
     let anonymous = pull(store, &reference, &PullOptions::default()).await;
@@ -1149,9 +1018,10 @@ async fn bearer_token_auth() -> Result<()> {
 
 /// Flips one byte in the middle of a blob in the registry's storage (the registry serves what
 /// is on disk without checking it again).
-fn corrupt_registry_blob(dir: &Path, digest: &Digest) -> Result<()> {
-    let path = dir
-        .join("registry-data/docker/registry/v2/blobs/sha256")
+fn corrupt_registry_blob(registry: &Registry, digest: &Digest) -> Result<()> {
+    let path = registry
+        .data_dir()
+        .join("docker/registry/v2/blobs/sha256")
         .join(&digest.hex()[..2])
         .join(digest.hex())
         .join("data");
@@ -1164,10 +1034,10 @@ fn corrupt_registry_blob(dir: &Path, digest: &Digest) -> Result<()> {
 
 #[tokio::test]
 async fn corrupt_content_is_refused() -> Result<()> {
-    let env = Env::new(Auth::None)?;
+    let env = Env::new(RegistryAuth::None)?;
     let (reg, store) = (&env.registry, &env.store);
-    reg.push(&env.layout.path, "v1", "test/busybox:v1", &[])?;
-    reg.push(&env.layout.path, "v2", "test/busybox:v2", &[])?;
+    reg.push(&env.layout.path, "v1", "test/busybox:v1")?;
+    reg.push(&env.layout.path, "v2", "test/busybox:v2")?;
     let manifest = |tag: &str| -> Result<serde_json::Value> {
         let digest = &env.layout.digests[tag];
         Ok(serde_json::from_slice(&fs::read(
@@ -1176,7 +1046,7 @@ async fn corrupt_content_is_refused() -> Result<()> {
     };
     let digest_at = |v: &serde_json::Value| Digest::parse(v["digest"].as_str().unwrap()).unwrap();
 
-    corrupt_registry_blob(env.dir.path(), &digest_at(&manifest("v1")?["config"]))?;
+    corrupt_registry_blob(&env.registry, &digest_at(&manifest("v1")?["config"]))?;
     let config = pull(
         store,
         &reg.reference("test/busybox:v1"),
@@ -1189,7 +1059,7 @@ async fn corrupt_content_is_refused() -> Result<()> {
     );
 
     let top = digest_at(&manifest("v2")?["layers"][1]);
-    corrupt_registry_blob(env.dir.path(), &top)?;
+    corrupt_registry_blob(&env.registry, &top)?;
     let layer = pull(
         store,
         &reg.reference("test/busybox:v2"),

@@ -1,5 +1,6 @@
 //! Real containers: runc and crun, a busybox rootfs, cgroups and namespaces of this machine.
-//! Needs root plus `runc`, `crun` and `busybox-static`; skipped (with a message) otherwise.
+//! Needs root plus `runc`, `crun` and `busybox-static`; skipped (with a message) otherwise. The
+//! checker tests also build the static `maestro-checker` (cargo, `libc6-dev`) on first use.
 //! Every test owns a `Node` whose `Drop` deletes its containers, tears its sandboxes down and
 //! removes its cgroup root, so a failing assertion leaves nothing behind either.
 
@@ -55,6 +56,11 @@ struct Node {
 
 impl Node {
     fn new(kind: RuntimeKind) -> Option<Node> {
+        Node::with_config(kind, |_| {})
+    }
+
+    /// A node whose runtime config `adjust` changes first (the defaults are the agent's).
+    fn with_config(kind: RuntimeKind, adjust: impl FnOnce(&mut RuncConfig)) -> Option<Node> {
         if !available(kind) {
             return None;
         }
@@ -73,6 +79,7 @@ impl Node {
         );
         config.root = tmp.path().join("state");
         config.bundle_dir = tmp.path().join("containers");
+        adjust(&mut config);
         let runtime = RuncCli::new(config.clone(), cgroups.clone()).unwrap();
         let sandboxes = SandboxManager::new(
             tmp.path().join("pods"),
@@ -656,9 +663,154 @@ fn graceful_stop(kind: RuntimeKind) {
     ));
 }
 
+/// The static checker (`maestro_e2e::checker`) as the container's process: what the runtime
+/// set up, asserted from inside; its OOM and SIGTERM modes as pid 1.
+fn checker_asserts_from_inside(kind: RuntimeKind) {
+    let Some(node) = Node::new(kind) else { return };
+    let checker = maestro_e2e::checker::static_binary().expect("static maestro-checker");
+    fs::copy(&checker, node.rootfs.join("bin/maestro-checker")).unwrap();
+    let data = node.tmp.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("file"), "host data\n").unwrap();
+    // runc gives a tmpfs the mode of the directory it covers: make /tmp an image's usual 1777.
+    fs::set_permissions(
+        node.rootfs.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    let pod = node.sandbox(
+        &format!("pod-checked-{}", kind.name()),
+        "checked",
+        QosClass::Burstable,
+        Resources {
+            memory_limit: Some(256 << 20),
+            ..Default::default()
+        },
+    );
+    let checker_container = |id: &str, args: &[&str]| {
+        let mut argv = vec!["/bin/maestro-checker".to_string()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let mut c = ContainerConfig::new(id, &node.rootfs, argv);
+        c.io = ContainerIo::log_file(node.log_path(id));
+        pod.configure(&mut c);
+        c
+    };
+
+    let checks = [
+        "hostname checked",
+        "file /etc/hostname=checked",
+        "pid 1",
+        "uid 1000",
+        "gid 1000",
+        "groups 2000",
+        "env A=1",
+        "env-unset B",
+        "cwd /work",
+        "memory-limit 64Mi",
+        "cpu-quota 50000/100000",
+        "cpu-shares 512",
+        "pids-limit 100",
+        "readonly-rootfs",
+        "not-writable /",
+        "writable /tmp",
+        "mount-type /tmp=tmpfs",
+        "mount-ro /data",
+        "mount-rw /dev/shm",
+        "shm-size 64Mi",
+        "cap-bounding NET_BIND_SERVICE",
+        "cap-bounding-absent NET_RAW",
+        "cap-absent NET_BIND_SERVICE",
+        "no-new-privs 1",
+        "seccomp 2",
+        "rlimit nofile=1000/2000",
+        "oom-score-adj 500",
+    ];
+    let mut args: Vec<&str> = checks
+        .iter()
+        .flat_map(|c| c.splitn(2, ' ').collect::<Vec<_>>())
+        .collect();
+    args.extend(["file", "/data/file=host data"]);
+    let mut c = checker_container("checked", &args);
+    c.resources = Resources {
+        cpu_shares: Some(512),
+        cpu_quota: Some(50_000),
+        cpu_period: Some(100_000),
+        memory_limit: Some(64 << 20),
+        pids_limit: Some(100),
+    };
+    c.user = User {
+        uid: 1000,
+        gid: 1000,
+        additional_gids: vec![2000],
+        umask: None,
+    };
+    c.env = vec![("A".into(), "1".into())];
+    c.cwd = "/work".into();
+    c.security.readonly_rootfs = true;
+    c.security.cap_drop = vec!["ALL".into()];
+    c.security.cap_add = vec!["NET_BIND_SERVICE".into()];
+    c.security.no_new_privileges = true;
+    c.mounts.extend([
+        Mount::tmpfs("/tmp", Some(1 << 20)),
+        Mount::bind(&data, "/data", true),
+    ]);
+    c.rlimits = vec![Rlimit {
+        kind: RlimitKind::RlimitNofile,
+        soft: 1000,
+        hard: 2000,
+    }];
+    c.oom_score_adj = Some(500);
+    let status = node.run(&c);
+    let log = node.log("checked");
+    assert_eq!(status.exit.unwrap().code, 0, "{log}");
+    let total = checks.len() + 1;
+    assert!(
+        log.ends_with(&format!("{total} of {total} checks passed\n")),
+        "{log}"
+    );
+
+    // A failing check says what it found, and fails the container.
+    let mut c = checker_container("wrong", &["memory-limit", "32Mi", "uid", "0"]);
+    c.resources.memory_limit = Some(64 << 20);
+    let status = node.run(&c);
+    assert_eq!(status.exit.unwrap().code, 1);
+    assert_eq!(
+        node.log("wrong"),
+        "FAIL memory-limit 32Mi: expected 33554432, got 67108864\nok uid 0\n1 of 2 checks passed\n"
+    );
+
+    // hog: past the limit, the OOM killer.
+    let mut c = checker_container("hog", &["hog", "256Mi"]);
+    c.resources.memory_limit = Some(32 << 20);
+    let exit = node.run(&c).exit.unwrap();
+    assert_eq!(
+        (exit.code, exit.oom_killed),
+        (137, true),
+        "{}",
+        node.log("hog")
+    );
+
+    // As pid 1, SIGTERM still ends it at once (it blocks and waits for the signal).
+    let c = checker_container("sleeper", &["sleep", "forever"]);
+    node.start(&c);
+    node.wait_for_log("sleeper", "sleeping forever");
+    let started = Instant::now();
+    let status = node
+        .runtime
+        .stop("sleeper", Signal::TERM, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(status.exit.unwrap().code, 0, "{}", node.log("sleeper"));
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
 // ---------------------------------------------------------------------------------------------
 // runc
 // ---------------------------------------------------------------------------------------------
+
+#[test]
+fn runc_checker_asserts_from_inside() {
+    checker_asserts_from_inside(RuntimeKind::Runc);
+}
 
 #[test]
 fn runc_process_and_log() {
@@ -683,6 +835,68 @@ fn runc_exec_into_running() {
 #[test]
 fn runc_graceful_stop() {
     graceful_stop(RuntimeKind::Runc);
+}
+
+#[test]
+fn runc_cri_log_rotates_in_whole_lines() {
+    const MAX_SIZE: u64 = 16 * 1024;
+    let Some(node) = Node::with_config(RuntimeKind::Runc, |c| {
+        c.container_log_max_size = MAX_SIZE;
+        c.container_log_max_files = 3;
+    }) else {
+        return;
+    };
+    // About 250 KB of numbered lines: many rotations, some of them within one second.
+    let mut c = node.container(
+        "rotate",
+        "i=1; while [ $i -le 3000 ]; do \
+         echo \"line $i ......................................................\"; \
+         i=$((i+1)); done",
+    );
+    let cri = node.tmp.path().join("logs/0.log");
+    c.io = ContainerIo {
+        stdout: Output::CriLog(cri.clone()),
+        stderr: Output::CriLog(cri.clone()),
+        ..c.io
+    };
+    let status = node.run(&c);
+    assert_eq!(status.exit.unwrap().code, 0);
+
+    let rotated = maestro_oci::runtime::cri_log::rotated_files(&cri).unwrap();
+    assert_eq!(rotated.len(), 2, "max_files - 1 rotated files: {rotated:?}");
+    let mut numbers = Vec::new();
+    for file in rotated.iter().chain([&cri]) {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name == "0.log" || (name.starts_with("0.log.20") && name.len() >= 21),
+            "{name}"
+        );
+        let text = fs::read_to_string(file).unwrap();
+        assert!(
+            text.len() as u64 <= MAX_SIZE,
+            "{name}: {} bytes",
+            text.len()
+        );
+        assert!(text.ends_with('\n'), "{name} ends mid-line");
+        for line in text.lines() {
+            let mut parts = line.splitn(4, ' ');
+            let time = parts.next().unwrap();
+            assert!(time.parse::<jiff::Timestamp>().is_ok(), "{line:?}");
+            assert_eq!((parts.next(), parts.next()), (Some("stdout"), Some("F")));
+            let msg = parts.next().unwrap();
+            let n: u32 = msg
+                .strip_prefix("line ")
+                .and_then(|m| m.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{name}: incomplete line {line:?}"));
+            numbers.push(n);
+        }
+    }
+    // The newest output, nothing lost or reordered within what is kept.
+    assert_eq!(numbers.last(), Some(&3000));
+    let first = numbers[0];
+    assert!(first > 1, "older output was rotated away");
+    assert_eq!(numbers, (first..=3000).collect::<Vec<_>>());
 }
 
 #[test]
@@ -1027,6 +1241,11 @@ fn crun_exec_into_running() {
 #[test]
 fn crun_graceful_stop() {
     graceful_stop(RuntimeKind::Crun);
+}
+
+#[test]
+fn crun_checker_asserts_from_inside() {
+    checker_asserts_from_inside(RuntimeKind::Crun);
 }
 
 #[test]

@@ -1,6 +1,14 @@
 //! Helpers shared by the end-to-end suites: start the real `maestro` binary on a free port with
 //! its own data directory, run real clients (kubectl of several versions) against it, and stop
-//! it (gracefully or with SIGKILL) by the PID we started.
+//! it (gracefully or with SIGKILL) by the PID we started. Pods get their images from a private
+//! registry ([`registry`]) fed with small busybox images ([`image`]), optionally carrying the
+//! static in-container checker ([`checker`]).
+//!
+//! This crate depends on no maestro crate, so maestro's own crates can use it in their tests.
+
+pub mod checker;
+pub mod image;
+pub mod registry;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -10,6 +18,20 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 pub mod node;
+
+/// Runs `cmd` to completion; its stdout, or an error carrying the command and both streams.
+pub fn run(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
 
 /// The suites live in the `maestro` package, so cargo builds the binary before running them and
 /// names it in `CARGO_BIN_EXE_maestro`; each suite passes that path to [`Cluster::start`].

@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use super::cgroup::{self, CgroupManager, HybridFix};
 use super::config::{ContainerConfig, ContainerIo, Output};
+use super::cri_log;
 use super::error::{Error, Result, describe, run};
 use super::exec::{ExecConfig, ExecSession};
 use super::shim::{self, SHIM_PID_FILE, SHIM_READY_FILE, ShimCommand};
@@ -64,6 +65,12 @@ pub struct RuncConfig {
     pub cgroup_root: PathBuf,
     /// How long `create` may take before it is reported as failed.
     pub create_timeout: Duration,
+    /// The kubelet's `containerLogMaxSize`: a CRI log file ([`Output::CriLog`]) is rotated
+    /// before it grows past this many bytes; 0 never rotates. Default 10 MiB.
+    pub container_log_max_size: u64,
+    /// The kubelet's `containerLogMaxFiles`: files per container log, the current one
+    /// included (at least 2 when rotating). Default 5.
+    pub container_log_max_files: u32,
 }
 
 impl RuncConfig {
@@ -76,6 +83,8 @@ impl RuncConfig {
             shim,
             cgroup_root: PathBuf::from(cgroup::DEFAULT_ROOT),
             create_timeout: Duration::from_secs(60),
+            container_log_max_size: cri_log::DEFAULT_MAX_SIZE,
+            container_log_max_files: cri_log::DEFAULT_MAX_FILES,
         }
     }
 }
@@ -110,6 +119,12 @@ impl RuncCli {
     /// Finds the binary, creates the state directories and, for crun on a hybrid cgroup host,
     /// moves the cgroup2 controllers to v1 (left in place; see [`cgroup::crun_hybrid_fix`]).
     pub fn new(config: RuncConfig, cgroups: Arc<dyn CgroupManager>) -> Result<Self> {
+        if config.container_log_max_size > 0 && config.container_log_max_files < 2 {
+            return Err(Error::InvalidConfig(format!(
+                "container_log_max_files must be at least 2, got {}",
+                config.container_log_max_files
+            )));
+        }
         let binary = match &config.binary {
             Some(path) => path.clone(),
             None => find_binary(config.kind.name()).ok_or_else(|| Error::Spawn {
@@ -193,6 +208,13 @@ impl RuncCli {
         cmd.args(&self.config.shim.args);
         if let Output::CriLog(path) = &config.io.stdout {
             cmd.arg("--cri-log").arg(path);
+            // Rotation is the shim's: it is the only writer and outlives the agent.
+            if self.config.container_log_max_size > 0 {
+                cmd.arg("--cri-log-max-size")
+                    .arg(self.config.container_log_max_size.to_string())
+                    .arg("--cri-log-max-files")
+                    .arg(self.config.container_log_max_files.to_string());
+            }
         }
         cmd.arg("--bundle")
             .arg(bundle)

@@ -13,9 +13,11 @@
 //! <bundle>/shim.log    the shim's own diagnostics (never the container's streams)
 //! ```
 //!
-//! Invoked as `<shim> --bundle <dir> --pid-file <file> -- <runtime> <args...> create ...`; the
-//! agent binary exposes it as a hidden subcommand that calls [`main`], and this crate ships
-//! it as the `maestro-oci-shim` binary. It holds no other state, so an agent restart does not
+//! Invoked as `<shim> --bundle <dir> --pid-file <file> [--cri-log <file>
+//! [--cri-log-max-size <bytes> --cri-log-max-files <n>]] -- <runtime> <args...> create ...`;
+//! with `--cri-log` the shim copies the container's stdout and stderr into that file as CRI
+//! entries and rotates it ([`cri_log::RotatingLog`]). The agent binary exposes it as a hidden
+//! subcommand that calls [`main`], and this crate ships it as the `maestro-oci-shim` binary. It holds no other state, so an agent restart does not
 //! disturb it, and it exits as soon as the container has.
 
 use std::ffi::OsString;
@@ -60,6 +62,8 @@ struct Args {
     pid_file: PathBuf,
     /// Write the container's stdout and stderr to this file as CRI log entries.
     cri_log: Option<PathBuf>,
+    /// How that file rotates; `None` never.
+    rotation: Option<cri_log::Rotation>,
     command: Vec<OsString>,
 }
 
@@ -67,21 +71,44 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
     let mut bundle = None;
     let mut pid_file = None;
     let mut cri_log = None;
+    let mut max_size: Option<u64> = None;
+    let mut max_files: Option<u32> = None;
     let mut args = args.into_iter();
+    fn number<T: std::str::FromStr>(flag: &str, value: Option<OsString>) -> Result<T, String> {
+        value
+            .as_ref()
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{flag} needs a number"))
+    }
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--bundle") => bundle = args.next().map(PathBuf::from),
             Some("--pid-file") => pid_file = args.next().map(PathBuf::from),
             Some("--cri-log") => cri_log = args.next().map(PathBuf::from),
+            Some(flag @ "--cri-log-max-size") => max_size = Some(number(flag, args.next())?),
+            Some(flag @ "--cri-log-max-files") => max_files = Some(number(flag, args.next())?),
             Some("--") => {
                 let command: Vec<OsString> = args.collect();
                 if command.is_empty() {
                     return Err("no runtime command after --".into());
                 }
+                // A max size of 0 turns rotation off, as a negative containerLogMaxSize does.
+                let rotation = match (max_size, max_files) {
+                    (None, None) | (Some(0), _) => None,
+                    (size, files) => Some(cri_log::Rotation {
+                        max_size: size.unwrap_or(cri_log::DEFAULT_MAX_SIZE),
+                        max_files: files.unwrap_or(cri_log::DEFAULT_MAX_FILES),
+                    }),
+                };
+                if rotation.is_some_and(|r| r.max_files < 2) {
+                    return Err("--cri-log-max-files must be at least 2".into());
+                }
                 return Ok(Args {
                     bundle: bundle.ok_or("--bundle is required")?,
                     pid_file: pid_file.ok_or("--pid-file is required")?,
                     cri_log,
+                    rotation,
                     command,
                 });
             }
@@ -125,39 +152,49 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
     0
 }
 
-/// Copy one output pipe of the container into the CRI log, line by line.
+/// Copy one output pipe of the container into the CRI log, line by line. Both streams share
+/// the log (behind the lock, so rotation sees every writer's entries whole).
 fn copy_to_cri_log(
     mut pipe: std::io::PipeReader,
     stream: cri_log::Stream,
-    file: std::sync::Arc<std::sync::Mutex<fs::File>>,
+    log: std::sync::Arc<std::sync::Mutex<cri_log::RotatingLog>>,
+    bundle: PathBuf,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         use std::io::Read;
         let mut buf = vec![0u8; 32 * 1024];
         let mut pending = Vec::new();
+        // A full disk fails every write: say so once, not once per line.
+        let mut reported = false;
+        let mut write = |out: &[u8], now: jiff::Timestamp| {
+            if out.is_empty() {
+                return;
+            }
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = log.write(out, now)
+                && !std::mem::replace(&mut reported, true)
+            {
+                log_line(
+                    &bundle,
+                    &format!("{}: {e} (further errors not logged)", log.path().display()),
+                );
+            }
+        };
         loop {
             match pipe.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    let now = jiff::Timestamp::now();
                     let mut out = Vec::new();
-                    let _ = cri_log::write_entries(
-                        &mut out,
-                        stream,
-                        jiff::Timestamp::now(),
-                        &mut pending,
-                        &buf[..n],
-                    );
-                    if !out.is_empty() {
-                        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-                        let _ = file.write_all(&out);
-                    }
+                    let _ = cri_log::write_entries(&mut out, stream, now, &mut pending, &buf[..n]);
+                    write(&out, now);
                 }
             }
         }
+        let now = jiff::Timestamp::now();
         let mut out = Vec::new();
-        let _ = cri_log::flush_partial(&mut out, stream, jiff::Timestamp::now(), &mut pending);
-        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = file.write_all(&out);
+        let _ = cri_log::flush_partial(&mut out, stream, now, &mut pending);
+        write(&out, now);
     })
 }
 
@@ -167,7 +204,7 @@ fn supervise(args: &Args, log: &dyn Fn(&str)) -> ExitRecord {
     // Without a CRI log, stdio is inherited: the runtime passes it on to the container's init.
     let mut copiers = Vec::new();
     if let Some(path) = &args.cri_log {
-        let file = match fs::OpenOptions::new().create(true).append(true).open(path) {
+        let file = match cri_log::RotatingLog::open(path, args.rotation) {
             Ok(f) => std::sync::Arc::new(std::sync::Mutex::new(f)),
             Err(e) => {
                 return ExitRecord {
@@ -191,8 +228,14 @@ fn supervise(args: &Args, log: &dyn Fn(&str)) -> ExitRecord {
             out_r,
             cri_log::Stream::Stdout,
             file.clone(),
+            args.bundle.clone(),
         ));
-        copiers.push(copy_to_cri_log(err_r, cri_log::Stream::Stderr, file));
+        copiers.push(copy_to_cri_log(
+            err_r,
+            cri_log::Stream::Stderr,
+            file,
+            args.bundle.clone(),
+        ));
     }
     let record = supervise_command(command, args, log);
     // The copiers end when every writer of the pipes is gone (the container and anything it
@@ -370,6 +413,47 @@ mod tests {
         assert_eq!(a.bundle, PathBuf::from("/b"));
         assert_eq!(a.pid_file, PathBuf::from("/b/init.pid"));
         assert_eq!(a.command, os(&["runc", "create", "x"]));
+        assert_eq!(a.rotation, None);
+        let r = parse(os(&[
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/p",
+            "--cri-log",
+            "/l/0.log",
+            "--cri-log-max-size",
+            "1024",
+            "--cri-log-max-files",
+            "3",
+            "--",
+            "runc",
+        ]))
+        .unwrap();
+        assert_eq!(r.cri_log, Some(PathBuf::from("/l/0.log")));
+        assert_eq!(
+            r.rotation,
+            Some(cri_log::Rotation {
+                max_size: 1024,
+                max_files: 3
+            })
+        );
+        let off = parse(os(&[
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/p",
+            "--cri-log-max-size",
+            "0",
+            "--",
+            "runc",
+        ]));
+        assert_eq!(off.unwrap().rotation, None);
+        for bad in [["--cri-log-max-files", "1"], ["--cri-log-max-size", "ten"]] {
+            let mut args = vec!["--bundle", "/b", "--pid-file", "/p"];
+            args.extend(bad);
+            args.extend(["--", "runc"]);
+            assert!(parse(os(&args)).is_err(), "{bad:?}");
+        }
         assert!(parse(os(&["--bundle", "/b", "--"])).is_err());
         assert!(parse(os(&["--pid-file", "/p", "--", "runc"])).is_err());
         assert!(parse(os(&["--what"])).is_err());
