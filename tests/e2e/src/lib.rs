@@ -8,6 +8,7 @@
 
 pub mod checker;
 pub mod image;
+pub mod node;
 pub mod registry;
 
 use std::net::TcpListener;
@@ -16,8 +17,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-
-pub mod node;
 
 /// Runs `cmd` to completion; its stdout, or an error carrying the command and both streams.
 pub fn run(cmd: &mut Command) -> anyhow::Result<String> {

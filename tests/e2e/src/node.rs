@@ -46,7 +46,19 @@ impl NodeSandbox {
         ]
     }
 
-    /// Containers the node's runc knows, as (id, pid).
+    /// The host pid of a running container's main process.
+    pub fn container_pid(&self, id: &str) -> Option<u32> {
+        let out = Command::new("runc")
+            .arg("--root")
+            .arg(self.run_dir.join("runc"))
+            .args(["state", id])
+            .output()
+            .ok()?;
+        let state: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        state["pid"].as_u64().filter(|p| *p > 0).map(|p| p as u32)
+    }
+
+    /// The ids of the containers the node's runc knows.
     pub fn containers(&self) -> Vec<String> {
         let out = Command::new("runc")
             .arg("--root")

@@ -1,0 +1,632 @@
+//! Pods on a real node: `maestro server` with its embedded agent runs pods from a private
+//! registry on 127.0.0.1 as runc containers, driven by kubectl. The image carries the static
+//! checker (`bins/maestro-checker`), which asserts from inside the container what the agent was
+//! asked to set up, serves HTTP for the probes and allocates memory for the OOM case.
+//!
+//! Needs root and the test packages (runc, docker-registry, umoci, skopeo, busybox-static).
+//! Every node is isolated (own run dir, cgroup root, bridge, pod CIDR) and cleaned up on drop.
+
+use std::time::Duration;
+
+use maestro_e2e::registry::{Registry, RegistryAuth};
+use maestro_e2e::{Cluster, Kubectl, checker, eventually};
+use serde_json::Value;
+
+/// A node cluster plus the registry holding the checker image.
+struct Node {
+    cluster: Cluster,
+    _registry: Registry,
+    image: String,
+}
+
+fn node() -> Node {
+    let cluster = Cluster::start_node(env!("CARGO_BIN_EXE_maestro"), Kubectl::v1_33(), &[]);
+    let registry =
+        Registry::start(&cluster.dir.path().join("registry"), &RegistryAuth::None).unwrap();
+    let image = checker::image()
+        .unwrap()
+        .build(&cluster.dir.path().join("layout"), "1")
+        .unwrap();
+    let image = registry.push_image(&image, "checker:1").unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || cluster
+            .run(&["get", "node", "-o", "jsonpath={.items[0].spec.podCIDR}"])
+            .stdout
+            .starts_with(b"10.")),
+        "the node did not register:\n{}",
+        cluster.log()
+    );
+    Node {
+        cluster,
+        _registry: registry,
+        image,
+    }
+}
+
+impl Node {
+    fn apply(&self, yaml: &str) {
+        self.cluster.ok_stdin(
+            &["apply", "-f", "-"],
+            Some(&yaml.replace("IMAGE", &self.image)),
+        );
+    }
+
+    fn pod(&self, name: &str) -> Value {
+        self.cluster.json(&["get", "pod", name])
+    }
+
+    fn container_status(&self, pod: &str, index: usize) -> Value {
+        self.pod(pod)["status"]["containerStatuses"][index].clone()
+    }
+
+    /// Waits until `check` holds for the pod, or fails with the pod, its events and the log.
+    #[track_caller]
+    fn wait_for(&self, pod: &str, what: &str, limit: Duration, check: impl Fn(&Value) -> bool) {
+        let ok = eventually(limit, || {
+            let out = self.cluster.run(&["get", "pod", pod, "-o", "json"]);
+            out.status.success()
+                && serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|p| check(&p))
+        });
+        if !ok {
+            let described = self.cluster.run(&["describe", "pod", pod]);
+            panic!(
+                "pod {pod}: {what} did not happen within {limit:?}\n{}\n--- server log tail ---\n{}",
+                String::from_utf8_lossy(&described.stdout),
+                tail(&self.cluster.log(), 60)
+            );
+        }
+    }
+
+    /// The STATUS column of `kubectl get pod`.
+    fn status_column(&self, pod: &str) -> String {
+        let out = self.cluster.ok(&["get", "pod", pod, "--no-headers"]);
+        out.split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn ready_column(&self, pod: &str) -> String {
+        let out = self.cluster.ok(&["get", "pod", pod, "--no-headers"]);
+        out.split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn events(&self, pod: &str) -> String {
+        self.cluster.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name={pod}"),
+            "-o",
+            "custom-columns=REASON:.reason,MESSAGE:.message",
+        ])
+    }
+
+    /// The runtime id of a container from its status (`runc://<id>`).
+    fn container_id(&self, pod: &str, index: usize) -> String {
+        self.container_status(pod, index)["containerID"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("runc://")
+            .to_string()
+    }
+
+    fn sandbox(&self) -> &maestro_e2e::node::NodeSandbox {
+        self.cluster.node.as_ref().expect("a node cluster")
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn running(p: &Value) -> bool {
+    p["status"]["phase"] == "Running"
+        && p["status"]["containerStatuses"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().all(|c| c["state"].get("running").is_some()))
+}
+
+/// The issue's "done when", on one node: a pod from the local registry runs via kubectl apply;
+/// logs (also followed) and exec -it work; a killed main process is restarted with back-off; a
+/// memory hog shows OOMKilled; a failing liveness probe restarts its container; an unready pod
+/// shows READY 0/1; restarting the agent restarts no healthy container; deleting pods leaves
+/// nothing behind.
+#[test]
+fn pods_run_restart_and_clean_up() {
+    let node = node();
+    let c = &node.cluster;
+
+    node.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: web
+    image: IMAGE
+    args: ["serve", "8080"]
+    ports: [{containerPort: 8080, name: http}]
+    readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1}
+"#,
+    );
+    node.wait_for("web", "Running and ready", Duration::from_secs(60), |p| {
+        running(p) && p["status"]["containerStatuses"][0]["ready"] == true
+    });
+    assert_eq!(node.ready_column("web"), "1/1");
+    let pod = node.pod("web");
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10."), "{ip}");
+    assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    let events = node.events("web");
+    for reason in ["Scheduled", "Pulling", "Pulled", "Created", "Started"] {
+        assert!(events.contains(reason), "no {reason} event:\n{events}");
+    }
+
+    // The pod's port is reachable from the node; its requests show up in the logs.
+    let body = std::process::Command::new("timeout")
+        .args([
+            "5",
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &format!("http://{ip}:8080/"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&body.stdout).contains("web"),
+        "{body:?}"
+    );
+    assert!(eventually(Duration::from_secs(5), || c
+        .ok(&["logs", "web"])
+        .contains("GET /")));
+    let tail_one = c.ok(&["logs", "web", "--tail", "1", "--timestamps"]);
+    assert_eq!(tail_one.lines().count(), 1, "{tail_one}");
+    assert!(tail_one.starts_with("20"), "{tail_one}");
+    // `logs -f` streams until stopped.
+    let mut follow = std::process::Command::new(&c.kubectl.path)
+        .env("KUBECONFIG", c.kubeconfig())
+        .args(["logs", "-f", "web"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = std::process::Command::new("timeout")
+        .args([
+            "5",
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &format!("http://{ip}:8080/followed"),
+        ])
+        .output();
+    std::thread::sleep(Duration::from_millis(800));
+    follow.kill().unwrap();
+    let followed = follow.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&followed.stdout).contains("/followed"),
+        "{}",
+        String::from_utf8_lossy(&followed.stdout)
+    );
+
+    // exec, plain and with a terminal (kubectl -it under `script` for a pty).
+    let out = c.ok(&["exec", "web", "--", "sh", "-c", "echo $((6*7)); hostname"]);
+    assert_eq!(out, "42\nweb\n");
+    let failed = c.run(&["exec", "web", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(failed.status.code(), Some(3), "{failed:?}");
+    let interactive = std::process::Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!(
+            "KUBECONFIG={} {} exec -it web -- sh -c 'tty; echo $((7*6))'",
+            c.kubeconfig().display(),
+            c.kubectl.path.display()
+        ))
+        .arg("/dev/null")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&interactive.stdout);
+    assert!(
+        text.contains("/dev/pts/") && text.contains("42"),
+        "exec -it: {text} {}",
+        String::from_utf8_lossy(&interactive.stderr)
+    );
+
+    // Killing the main process: restarted right away, then with back-off.
+    let first_id = node.container_id("web", 0);
+    let pid = node
+        .sandbox()
+        .container_pid(&first_id)
+        .expect("container pid");
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    node.wait_for("web", "the first restart", Duration::from_secs(20), |p| {
+        running(p) && p["status"]["containerStatuses"][0]["restartCount"] == 1
+    });
+    let status = node.container_status("web", 0);
+    assert_eq!(status["lastState"]["terminated"]["exitCode"], 137);
+    assert_eq!(status["lastState"]["terminated"]["reason"], "Error");
+    let previous = c.ok(&["logs", "web", "--previous"]);
+    assert!(previous.contains("GET /"), "{previous}");
+    let second_id = node.container_id("web", 0);
+    assert_ne!(first_id, second_id);
+    let pid = node.sandbox().container_pid(&second_id).unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    node.wait_for("web", "CrashLoopBackOff", Duration::from_secs(10), |p| {
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    let waiting = node.container_status("web", 0)["state"]["waiting"]["message"].clone();
+    assert!(
+        waiting
+            .as_str()
+            .unwrap()
+            .starts_with("back-off 10s restarting failed container=web pod=web_default("),
+        "{waiting}"
+    );
+    assert_eq!(node.status_column("web"), "CrashLoopBackOff");
+    assert!(node.events("web").contains("BackOff"));
+    node.wait_for(
+        "web",
+        "the restart after 10s",
+        Duration::from_secs(25),
+        |p| running(p) && p["status"]["containerStatuses"][0]["restartCount"] == 2,
+    );
+
+    // A memory hog is OOM-killed; a failing liveness probe restarts; unready shows 0/1.
+    node.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: IMAGE
+    args: ["hog", "256Mi"]
+    resources: {limits: {memory: 32Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: liveness}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: IMAGE
+    args: ["serve", "8080", "--healthy-for", "2"]
+    livenessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1, failureThreshold: 2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unready}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: IMAGE
+    args: ["serve", "8080", "--unready-file", "/tmp"]
+    readinessProbe: {httpGet: {path: /readyz, port: 8080}, periodSeconds: 1}
+"#,
+    );
+    node.wait_for("hog", "OOMKilled", Duration::from_secs(60), |p| {
+        p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "OOMKilled"
+    });
+    assert_eq!(node.status_column("hog"), "OOMKilled");
+    assert_eq!(node.pod("hog")["status"]["phase"], "Failed");
+    assert_eq!(
+        node.container_status("hog", 0)["state"]["terminated"]["exitCode"],
+        137
+    );
+    node.wait_for(
+        "liveness",
+        "a liveness restart",
+        Duration::from_secs(60),
+        |p| {
+            p["status"]["containerStatuses"][0]["restartCount"]
+                .as_u64()
+                .is_some_and(|n| n >= 1)
+        },
+    );
+    let events = node.events("liveness");
+    assert!(
+        events.contains("Liveness probe failed: HTTP probe failed with statuscode: 503")
+            && events.contains("Container app failed liveness probe, will be restarted"),
+        "{events}"
+    );
+    node.wait_for("unready", "Running", Duration::from_secs(30), running);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(node.ready_column("unready"), "0/1");
+    let conditions = node.pod("unready")["status"]["conditions"].clone();
+    let ready = conditions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "ContainersNotReady");
+
+    // Restarting the agent (the whole server, kill -9) restarts no healthy container.
+    let web_before = node.container_status("web", 0);
+    let unready_before = node.container_status("unready", 0);
+    let mut cluster = node;
+    cluster.cluster.restart();
+    std::thread::sleep(Duration::from_secs(4));
+    let node = cluster;
+    let web_after = node.container_status("web", 0);
+    assert_eq!(web_after["containerID"], web_before["containerID"]);
+    assert_eq!(web_after["restartCount"], web_before["restartCount"]);
+    assert_eq!(
+        web_after["state"]["running"]["startedAt"],
+        web_before["state"]["running"]["startedAt"]
+    );
+    assert_eq!(
+        node.container_status("unready", 0)["containerID"],
+        unready_before["containerID"]
+    );
+    assert_eq!(node.ready_column("web"), "1/1");
+    let out = node
+        .cluster
+        .ok(&["exec", "web", "--", "echo", "still here"]);
+    assert_eq!(out, "still here\n");
+
+    // Deleting the pods leaves no container, mount, cgroup or veth behind.
+    node.cluster.ok(&[
+        "delete",
+        "pod",
+        "web",
+        "hog",
+        "liveness",
+        "unready",
+        "--wait=true",
+    ]);
+    let sandbox = node.sandbox();
+    assert!(
+        sandbox.containers().is_empty(),
+        "{:?}",
+        sandbox.containers()
+    );
+    let pod_cgroups: Vec<_> = sandbox
+        .cgroups()
+        .into_iter()
+        .filter(|d| {
+            d.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("pod"))
+        })
+        .collect();
+    assert!(pod_cgroups.is_empty(), "{pod_cgroups:?}");
+    let mounts = sandbox.mounts();
+    assert!(
+        mounts.iter().all(|m| !m.contains("/pods/")),
+        "mounts left: {mounts:?}"
+    );
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", &sandbox.bridge])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&links.stdout).trim().is_empty(),
+        "veths left on the bridge: {}",
+        String::from_utf8_lossy(&links.stdout)
+    );
+}
+
+/// What the container sees, asserted from inside by the checker: env from configMaps, secrets
+/// and the downward API, identity, hostname, limits, volumes; configMap updates reach the
+/// mounted files; bad input gives kubectl's reasons and events.
+#[test]
+fn containers_get_what_the_spec_asks_and_bad_input_is_reported() {
+    let node = node();
+    let c = &node.cluster;
+    node.apply(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {mode: blue, greeting: hello}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: checked, labels: {app: checked}}
+spec:
+  restartPolicy: Never
+  hostname: box
+  securityContext: {runAsUser: 1000, runAsGroup: 1000, supplementalGroups: [2000]}
+  volumes:
+  - {name: config, configMap: {name: settings}}
+  - {name: secret, secret: {secretName: creds}}
+  - {name: scratch, emptyDir: {}}
+  - {name: ram, emptyDir: {medium: Memory, sizeLimit: 16Mi}}
+  - name: info
+    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+  containers:
+  - name: check
+    image: IMAGE
+    env:
+    - {name: MODE, valueFrom: {configMapKeyRef: {name: settings, key: mode}}}
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: creds, key: password}}}
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: MEM, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}
+    - {name: COMBINED, value: "$(MODE)-$(POD_NAME)"}
+    envFrom: [{configMapRef: {name: settings}, prefix: CFG_}]
+    resources: {limits: {cpu: 500m, memory: 64Mi}}
+    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+    volumeMounts:
+    - {name: config, mountPath: /etc/config}
+    - {name: secret, mountPath: /etc/secret}
+    - {name: scratch, mountPath: /scratch}
+    - {name: ram, mountPath: /ram}
+    - {name: info, mountPath: /etc/info}
+    args: ["env", "MODE=blue", "env", "PASSWORD=s3cret", "env", "POD_NAME=checked",
+           "env", "MEM=64", "env", "COMBINED=blue-checked", "env", "CFG_greeting=hello",
+           "hostname", "box", "uid", "1000", "gid", "1000", "groups", "2000",
+           "memory-limit", "64Mi", "cpu-quota", "50000/100000",
+           "file", "/etc/config/mode=blue", "file", "/etc/secret/password=s3cret",
+           "mount-ro", "/etc/config", "mount-ro", "/etc/secret", "writable", "/scratch",
+           "mount-type", "/ram=tmpfs", "file-contains", "/etc/info/labels=app=\"checked\"",
+           "file-contains", "/etc/hosts=box", "no-new-privs", "1", "cap-absent", "NET_RAW",
+           "exists", "/var/run/secrets/kubernetes.io/serviceaccount/token"]
+"#,
+    );
+    node.wait_for("checked", "completion", Duration::from_secs(60), |p| {
+        matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    });
+    let logs = c.ok(&["logs", "checked"]);
+    assert!(
+        node.pod("checked")["status"]["phase"] == "Succeeded",
+        "the checker failed:\n{logs}"
+    );
+    assert!(logs.contains("checks passed"), "{logs}");
+    assert_eq!(node.status_column("checked"), "Completed");
+
+    // A configMap change reaches the mounted file of a running pod.
+    node.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: watcher}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: config, configMap: {name: settings}}]
+  containers:
+  - name: app
+    image: IMAGE
+    args: ["sleep", "forever"]
+    volumeMounts: [{name: config, mountPath: /etc/config}]
+"#,
+    );
+    node.wait_for("watcher", "Running", Duration::from_secs(60), running);
+    assert_eq!(
+        c.ok(&["exec", "watcher", "--", "cat", "/etc/config/mode"]),
+        "blue"
+    );
+    c.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-p",
+        r#"{"data":{"mode":"green"}}"#,
+    ]);
+    assert!(
+        eventually(Duration::from_secs(30), || c
+            .run(&["exec", "watcher", "--", "cat", "/etc/config/mode"])
+            .stdout
+            == b"green"),
+        "the mounted configMap was not updated"
+    );
+
+    // Bad input: each pod gets kubectl's reason and an event; the node carries on.
+    node.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: no-image}
+spec:
+  containers: [{name: app, image: "REGISTRY/missing:1"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: bad-command}
+spec:
+  containers: [{name: app, image: IMAGE, command: ["/no/such/binary"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: no-config}
+spec:
+  containers:
+  - name: app
+    image: IMAGE
+    env: [{name: X, valueFrom: {configMapKeyRef: {name: absent, key: k}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: root-refused}
+spec:
+  securityContext: {runAsNonRoot: true}
+  containers: [{name: app, image: IMAGE, args: ["sleep", "forever"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: no-volume}
+spec:
+  volumes: [{name: v, configMap: {name: absent}}]
+  containers: [{name: app, image: IMAGE, volumeMounts: [{name: v, mountPath: /v}]}]
+"#
+        .replace("REGISTRY", node.image.split('/').next().unwrap_or_default())
+        .as_str(),
+    );
+    let waiting_reason = |p: &Value| {
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    node.wait_for("no-image", "ErrImagePull", Duration::from_secs(30), |p| {
+        matches!(
+            waiting_reason(p).as_str(),
+            "ErrImagePull" | "ImagePullBackOff"
+        )
+    });
+    assert!(node.events("no-image").contains("Failed to pull image"));
+    node.wait_for(
+        "bad-command",
+        "a start error",
+        Duration::from_secs(30),
+        |p| {
+            let s = &p["status"]["containerStatuses"][0];
+            s["lastState"]["terminated"]["reason"] == "StartError"
+                || s["state"]["terminated"]["reason"] == "StartError"
+        },
+    );
+    node.wait_for(
+        "no-config",
+        "CreateContainerConfigError",
+        Duration::from_secs(30),
+        |p| waiting_reason(p) == "CreateContainerConfigError",
+    );
+    let message = node.container_status("no-config", 0)["state"]["waiting"]["message"].clone();
+    assert_eq!(message, "configmap \"absent\" not found");
+    node.wait_for(
+        "root-refused",
+        "CreateContainerConfigError",
+        Duration::from_secs(30),
+        |p| waiting_reason(p) == "CreateContainerConfigError",
+    );
+    node.wait_for(
+        "no-volume",
+        "a FailedMount event",
+        Duration::from_secs(30),
+        |_| node.events("no-volume").contains("FailedMount"),
+    );
+    assert_eq!(node.status_column("no-volume"), "ContainerCreating");
+    // The good pod still runs.
+    assert_eq!(node.status_column("watcher"), "Running");
+    c.ok(&["delete", "pods", "--all", "--wait=true"]);
+    assert!(node.sandbox().containers().is_empty());
+}
