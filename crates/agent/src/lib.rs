@@ -9,7 +9,9 @@ pub mod join;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod portforward;
 pub mod probes;
+pub mod pty;
 pub mod server;
 pub mod volumes;
 
