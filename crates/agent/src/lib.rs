@@ -13,6 +13,7 @@ pub mod portforward;
 pub mod probes;
 pub mod pty;
 pub mod server;
+pub mod streaming;
 pub mod volumes;
 
 use std::path::PathBuf;
