@@ -199,8 +199,10 @@ where
     let mut stdin = process.stdin;
     let mut reader = tokio::spawn(async move {
         while let Some(Ok(message)) = source.next().await {
-            let data = match message {
+            let data: bytes::Bytes = match message {
                 Message::Binary(data) => data,
+                // The Python client sends str data as text frames; the kubelet takes any frame.
+                Message::Text(text) => text.into(),
                 Message::Close(_) => break,
                 _ => continue,
             };

@@ -121,8 +121,10 @@ where
     // later data for it is discarded, as the kubelet does once a stream pair is closed.
     let reader = async move {
         while let Some(Ok(message)) = source.next().await {
-            let data = match message {
+            let data: bytes::Bytes = match message {
                 Message::Binary(data) => data,
+                // The Python client sends str data as text frames; the kubelet takes any frame.
+                Message::Text(text) => text.into(),
                 Message::Close(_) => break,
                 _ => continue,
             };

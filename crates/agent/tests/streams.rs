@@ -51,13 +51,25 @@ fn main() {
     if rest.first().is_some_and(|a| a == "shim") {
         std::process::exit(maestro_oci::runtime::shim::main(rest.into_iter().skip(1)));
     }
-    // Arguments that are not libtest flags filter scenarios by name.
-    let filters: Vec<String> = rest
-        .iter()
-        .filter_map(|a| a.to_str())
-        .filter(|a| !a.starts_with('-'))
-        .map(str::to_string)
-        .collect();
+    // Arguments that are not libtest flags (or their values) filter scenarios by name.
+    let mut filters: Vec<String> = Vec::new();
+    let mut args = rest.iter().filter_map(|a| a.to_str());
+    while let Some(arg) = args.next() {
+        if [
+            "--test-threads",
+            "--skip",
+            "--format",
+            "--color",
+            "--logfile",
+            "-Z",
+        ]
+        .contains(&arg)
+        {
+            args.next();
+        } else if !arg.starts_with('-') {
+            filters.push(arg.to_string());
+        }
+    }
     let list = rest.iter().any(|a| a == "--list");
     let selected: Vec<&(&str, Scenario)> = SCENARIOS
         .iter()
@@ -136,6 +148,9 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         Box::pin(port_forward_echo_and_refused(a))
     }),
     ("port_forward_errors", |a| Box::pin(port_forward_errors(a))),
+    ("python_client_exec_and_port_forward", |a| {
+        Box::pin(python_client_exec_and_port_forward(a))
+    }),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -197,8 +212,17 @@ impl Node {
             cgroup_root.clone(),
             cgroups.clone(),
         );
-        // A /30 per test process: host end .1, pod .2. Loopback-like: nothing routes beyond it.
-        let net = format!("10.251.{}", pid % 64 * 4);
+        // A /30 of its own: host end .1, pod .2; nothing routes beyond it. Skip subnets another
+        // run on this machine holds.
+        let taken = Command::new("ip")
+            .args(["-o", "-4", "addr", "show"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let net = (0..64)
+            .map(|i| format!("10.251.{}", (pid as usize + i) % 64 * 4))
+            .find(|net| !taken.contains(&format!(" {net}.")))
+            .expect("a free 10.251.x.0/30");
         let mut node = Node {
             tmp,
             runtime,
@@ -1023,5 +1047,47 @@ async fn port_forward_errors(agent: &Agent) {
             .unwrap()
             .starts_with("Upgrade request required"),
         "{status}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The official Python client
+// ---------------------------------------------------------------------------------------------
+
+/// A Python with the `kubernetes` package: `MAESTRO_PYTHON`, or the virtualenv `scripts/test`
+/// creates.
+fn python_with_client() -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tmp/venv/bin/python");
+    std::env::var_os("MAESTRO_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([venv])
+        .filter(|p| p.exists())
+        .find(|p| {
+            Command::new(p)
+                .args(["-c", "import kubernetes"])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}
+
+async fn python_client_exec_and_port_forward(agent: &Agent) {
+    let Some(python) = python_with_client() else {
+        eprintln!("skipping: no python with the kubernetes package (run scripts/test once)");
+        return;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python_streams.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(format!("https://{}", agent.addr))
+        .arg(&agent.token)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
