@@ -11,8 +11,11 @@ pub mod join;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod portforward;
 pub mod probes;
+pub mod pty;
 pub mod server;
+pub mod streaming;
 pub mod volumes;
 
 use std::collections::BTreeMap;

@@ -1,8 +1,9 @@
-//! The agent's HTTPS endpoint (the kubelet's port 10250): container logs, and later exec,
-//! attach and port-forward streams, served to the API server only. Requests must carry a token
-//! the API server signed for the `maestro-agent` audience; the agent checks it with the cluster
-//! key it fetched from `/openid/v1/jwks`. The certificate is self-signed (the API server does not
-//! verify agents, as kube-apiserver does not verify kubelets by default).
+//! The agent's HTTPS endpoint (the kubelet's port 10250): container logs, and exec and
+//! port-forward streams (WebSocket upgrades, see [`crate::streaming`]), served to the API server
+//! only. Requests must carry a token the API server signed for the `maestro-agent` audience; the
+//! agent checks it with the cluster key it fetched from `/openid/v1/jwks`. The certificate is
+//! self-signed (the API server does not verify agents, as kube-apiserver does not verify kubelets
+//! by default).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -134,6 +135,11 @@ pub fn authorized(public_key: &[u8], header: Option<&str>, now: i64) -> bool {
         .as_array()
         .is_some_and(|a| a.iter().any(|x| x == AUDIENCE));
     audience_ok && claims["exp"].as_i64().is_some_and(|exp| exp > now)
+}
+
+/// An empty body (101 answers).
+pub(crate) fn empty() -> Body {
+    full(Bytes::new())
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -296,6 +302,10 @@ async fn handle(
         ["containerLogs", ns, pod, container] => {
             container_logs(&streams, ns, pod, container, &query)
         }
+        ["exec", ns, pod] => crate::streaming::exec(req, &streams, ns, pod, &query).await,
+        ["portForward", ns, pod] => {
+            crate::streaming::port_forward(req, &streams, ns, pod, &query).await
+        }
         _ => Err(StreamError::not_found(format!("no agent endpoint {path}"))),
     };
     Ok(result.unwrap_or_else(|err| status(&err)))
@@ -328,6 +338,20 @@ pub async fn serve(
     api_key: Vec<u8>,
     streams: Arc<dyn PodStreams>,
 ) -> Result<(), String> {
+    let listener = TcpListener::bind(bind)
+        .await
+        .map_err(|e| format!("listening on {bind}: {e}"))?;
+    serve_on(listener, data_dir, names, api_key, streams).await
+}
+
+/// Serve on a bound listener until the process ends (tests bind port 0 and read the port).
+pub async fn serve_on(
+    listener: TcpListener,
+    data_dir: PathBuf,
+    names: Vec<String>,
+    api_key: Vec<u8>,
+    streams: Arc<dyn PodStreams>,
+) -> Result<(), String> {
     let (cert_pem, key_pem) = certificate(&data_dir, &names)?;
     let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
@@ -345,9 +369,6 @@ pub async fn serve(
     .map_err(|e| e.to_string())?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let listener = TcpListener::bind(bind)
-        .await
-        .map_err(|e| format!("listening on {bind}: {e}"))?;
     let key = Arc::new(api_key);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
