@@ -12,6 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// Subprotocols this agent speaks, preferred first.
 pub const PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
@@ -296,7 +298,7 @@ where
         let mut frame = vec![ERROR];
         frame.extend_from_slice(status.to_string().as_bytes());
         let _ = sink.send(Message::Binary(frame.into())).await;
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.send(normal_close()).await;
         let _ = tokio::time::timeout(CLOSE_GRACE, &mut reader).await;
     }
     reader.abort();
@@ -463,4 +465,13 @@ mod tests {
         assert_eq!(err, b"oops\n");
         assert_eq!(status["details"]["causes"][0]["message"], "3");
     }
+}
+
+/// The close frame a finished stream ends with. It carries code 1000: client-go treats a close
+/// without a code (1005) as a broken stream and fails the whole `kubectl exec`.
+pub(crate) fn normal_close() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
 }

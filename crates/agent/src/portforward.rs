@@ -19,6 +19,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+use crate::exec::normal_close;
+
 /// The subprotocol the kubelet answers port-forward requests with. Clients offer
 /// `v5.channel.k8s.io` too (kube-rs, Python ≥ 37) and accept v4.
 pub const PROTOCOLS: &[&str] = &["v4.channel.k8s.io"];
@@ -115,7 +117,7 @@ where
                 return;
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.send(normal_close()).await;
     });
     // Frames from the client to the ports. A port that has finished drops its receiver and
     // later data for it is discarded, as the kubelet does once a stream pair is closed.

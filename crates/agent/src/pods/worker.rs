@@ -112,6 +112,8 @@ pub struct Worker {
     qos: QosClass,
     sandbox: Option<PodSandbox>,
     pod_ip: Option<IpAddr>,
+    /// Containers were adopted and their probes wait for the pod IP.
+    adopted_probes_pending: bool,
     etc_files: Option<maestro_net::pod_network::files::PodFilePaths>,
     volumes: Volumes,
     volumes_ready: bool,
@@ -313,6 +315,7 @@ impl Worker {
             qos,
             sandbox: None,
             pod_ip: None,
+            adopted_probes_pending: false,
             etc_files: None,
             volumes: Volumes::default(),
             volumes_ready: false,
@@ -481,8 +484,15 @@ impl Worker {
             });
             tracing::info!(pod = %self.name, container = %name, id = %status.id, "re-attached to a running container");
         }
-        // Probes start again for the adopted runs; readiness keeps its reported value until
-        // the first verdict.
+        // Probes start again for the adopted runs once setup has found the pod's IP again
+        // (`step`); until the first verdict the containers count as not ready.
+        self.adopted_probes_pending = true;
+        self.update_view();
+    }
+
+    /// Restarts the probes of the runs taken over from a previous agent.
+    fn start_adopted_probes(&mut self) {
+        self.adopted_probes_pending = false;
         for index in 0..self.slots.len() {
             if self.slots[index].run.is_some() {
                 let startup_done = self.slots[index].record.started
@@ -490,7 +500,6 @@ impl Worker {
                 self.start_probes(index, startup_done);
             }
         }
-        self.update_view();
     }
 
     async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
@@ -664,6 +673,9 @@ impl Worker {
                 return;
             }
             self.setup_error = None;
+        }
+        if self.adopted_probes_pending {
+            self.start_adopted_probes();
         }
         if Instant::now() >= self.next_volume_refresh {
             self.next_volume_refresh = Instant::now() + VOLUME_REFRESH;
@@ -1129,10 +1141,14 @@ impl Worker {
             config.namespaces.pid = NamespaceMode::Host;
         }
         let requests = container::resource_requirements(spec);
-        config.oom_score_adj = Some(self.qos.oom_score_adj(
-            requests.memory_request_bytes.unwrap_or(0),
-            self.ctx.node_memory_bytes,
-        ));
+        config.oom_score_adj = Some(
+            self.qos
+                .oom_score_adj(
+                    requests.memory_request_bytes.unwrap_or(0),
+                    self.ctx.node_memory_bytes,
+                )
+                .max(maestro_oci::runtime::qos::oom_score_adj_floor()),
+        );
         let log = self.log_path(&spec.name, attempt);
         if let Some(parent) = log.parent() {
             std::fs::create_dir_all(parent)

@@ -70,7 +70,8 @@ impl QosClass {
     }
 
     /// The kubelet's `oom_score_adj` for a container of this class. Negative values (guaranteed)
-    /// need `CAP_SYS_RESOURCE` in the agent, which some hosts do not grant: clamp there.
+    /// need `CAP_SYS_RESOURCE` in the agent, which some hosts do not grant: callers raise the
+    /// value to [`oom_score_adj_floor`].
     pub fn oom_score_adj(self, memory_request_bytes: u64, node_memory_bytes: u64) -> i32 {
         match self {
             QosClass::Guaranteed => -997,
@@ -82,6 +83,30 @@ impl QosClass {
             }
         }
     }
+}
+
+/// The lowest `oom_score_adj` this process may give its children: anything without
+/// `CAP_SYS_RESOURCE` (an agent inside an unprivileged container, say) cannot go below its own
+/// value, and runc's init dies on the attempt. Like containerd's `restrict_oom_score_adj`, the
+/// wanted value is raised to that floor there.
+pub fn oom_score_adj_floor() -> i32 {
+    static FLOOR: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *FLOOR.get_or_init(|| {
+        const CAP_SYS_RESOURCE: u32 = 24;
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let effective = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0);
+        if effective & (1 << CAP_SYS_RESOURCE) != 0 {
+            return -1000;
+        }
+        std::fs::read_to_string("/proc/self/oom_score_adj")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    })
 }
 
 /// `milliCPU` → `cpu.shares` (1024 per CPU, clamped).
