@@ -56,9 +56,10 @@ client = ws_client.WSClient(
 client.write_stdin("through cat\n")
 client.close_channel(ws_client.STDIN_CHANNEL)
 client.run_forever(timeout=20)
+# The exit status first: read_all() also drops the error channel's buffer.
+assert client.returncode == 0
 got = client.read_all()
 assert got == "through cat\n", repr(got)
-assert client.returncode == 0
 
 # port-forward: an HTTP request through a socket of the client's, and a refused port's error.
 pf = ws_client.PortForward(

@@ -1072,10 +1072,9 @@ fn python_with_client() -> Option<PathBuf> {
 }
 
 async fn python_client_exec_and_port_forward(agent: &Agent) {
-    let Some(python) = python_with_client() else {
-        eprintln!("skipping: no python with the kubernetes package (run scripts/test once)");
-        return;
-    };
+    let python = python_with_client().expect(
+        "no python with the kubernetes package: run scripts/test once or set MAESTRO_PYTHON",
+    );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python_streams.py");
     let out = tokio::process::Command::new(python)
         .arg(script)
