@@ -1,6 +1,8 @@
 //! `maestro-bench`: measures maestro's API server beside etcd on the same machine in one run
 //! (durable creates under 64 clients, GET latency idle and under that load, LIST of 10,000 pods,
 //! watch fan-out to 1,000 watchers, server memory) and writes the figures as markdown.
+//! `--suite pods` measures the node instead: pod start latency beside `docker run` and
+//! `podman run`, and the agent's memory (see `pods.rs`).
 //!
 //! It starts both servers itself, each with its own temporary data directory on loopback ports,
 //! one after the other so they never compete for the CPU, and kills them by PID when done.
@@ -10,6 +12,7 @@ mod etcd;
 mod machine;
 mod maestro;
 mod payload;
+mod pods;
 mod procs;
 mod report;
 mod stats;
@@ -27,6 +30,24 @@ use clap::Parser;
     about = "Benchmark maestro's API server beside etcd"
 )]
 struct Cli {
+    /// What to measure: the API server beside etcd, or a node's pods beside docker and podman.
+    #[arg(long, value_enum, default_value_t = Suite::Api)]
+    suite: Suite,
+    /// Pods suite: sequential single-pod starts per runtime.
+    #[arg(long, default_value_t = 20)]
+    single_pods: usize,
+    /// Pods suite: pods per burst.
+    #[arg(long, default_value_t = 100)]
+    burst: usize,
+    /// Pods suite: bursts per runtime.
+    #[arg(long, default_value_t = 3)]
+    bursts: usize,
+    /// Pods suite: OCI runtimes to run the agent with.
+    #[arg(long, value_delimiter = ',', default_value = "runc,crun")]
+    runtimes: Vec<String>,
+    /// Pods suite: skip docker and podman.
+    #[arg(long)]
+    no_peers: bool,
     /// The maestro binary to measure (build it with --release).
     #[arg(long, default_value = "target/release/maestro")]
     maestro: PathBuf,
@@ -67,6 +88,12 @@ struct Cli {
     /// Full LISTs timed per representation.
     #[arg(long, default_value_t = 10)]
     list_runs: usize,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Suite {
+    Api,
+    Pods,
 }
 
 /// What every system's run shares.
@@ -123,6 +150,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let started = Instant::now();
     let maestro_bin = std::fs::canonicalize(&cli.maestro)
         .with_context(|| format!("maestro binary {}", cli.maestro.display()))?;
+    if cli.suite == Suite::Pods {
+        return run_pods(&cli, &maestro_bin, started).await;
+    }
     if !cli.no_etcd {
         etcd::ensure_installed(&cli.etcd)?;
     }
@@ -166,5 +196,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     std::fs::write(&cli.output, &text)
         .with_context(|| format!("writing {}", cli.output.display()))?;
     progress(&format!("report written to {}", cli.output.display()));
+    Ok(())
+}
+
+async fn run_pods(
+    cli: &Cli,
+    maestro_bin: &std::path::Path,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let mut machine =
+        machine::Machine::probe(maestro_bin, &cli.etcd, &cli.kubectl, &std::env::temp_dir());
+    let cfg = pods::PodsConfig {
+        single: cli.single_pods,
+        burst: cli.burst,
+        bursts: cli.bursts,
+        runtimes: cli.runtimes.clone(),
+        peers: !cli.no_peers,
+    };
+    let report = pods::run(maestro_bin, &cfg).await?;
+    machine.load_end = machine::load_average();
+    let text = format!(
+        "{}\n{}\nRun took {:.0} s.\n",
+        machine.markdown(),
+        pods::render(&report, &cfg),
+        started.elapsed().as_secs_f64(),
+    );
+    println!("{text}");
+    let output = if cli.output == std::path::Path::new("target/maestro-bench.md") {
+        PathBuf::from("target/maestro-bench-pods.md")
+    } else {
+        cli.output.clone()
+    };
+    if let Some(dir) = output.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&output, &text).with_context(|| format!("writing {}", output.display()))?;
+    progress(&format!("report written to {}", output.display()));
     Ok(())
 }

@@ -60,6 +60,21 @@ impl Server {
         Ok(())
     }
 
+    /// SIGTERM to the PID we spawned and up to `grace` for it to exit (daemons such as dockerd
+    /// stop their children on SIGTERM, not on SIGKILL); dropping kills it if it is still there.
+    pub fn terminate(mut self, grace: std::time::Duration) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();

@@ -77,6 +77,7 @@ pub fn crun_hybrid_fix(root: &Path) -> Result<HybridFix> {
         tracing::info!(%controller, target = %target.display(), "moved cgroup controller off cgroup2 for crun");
         fix.mounted.push(controller);
         fix.mount_points.push(target);
+        super::v1::cgroup_mounts_changed();
     }
     // The kernel detaches the controller from cgroup2 asynchronously.
     let deadline = Instant::now() + Duration::from_secs(2);

@@ -5,6 +5,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{
@@ -12,6 +14,15 @@ use super::{
 };
 use crate::runtime::config::Resources;
 use crate::runtime::mountinfo;
+
+/// Bumped whenever this crate mounts or moves a cgroup hierarchy, so that managers read the
+/// mount table again.
+static MOUNTS_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Tells every [`V1Manager`] that the cgroup mounts changed.
+pub(crate) fn cgroup_mounts_changed() {
+    MOUNTS_GENERATION.fetch_add(1, Ordering::AcqRel);
+}
 
 /// One mounted hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,9 +34,11 @@ pub struct Hierarchy {
 
 #[derive(Debug, Clone)]
 enum Source {
-    /// Read from the mount table at every call: controllers can be moved between versions
-    /// while the agent runs (crun's hybrid fix does exactly that).
-    MountTable(PathBuf),
+    /// Read from the mount table, again whenever this crate changed the cgroup mounts:
+    /// controllers can be moved between versions while the agent runs (crun's hybrid fix does
+    /// exactly that). Not at every call: with hundreds of pods the mount table holds thousands
+    /// of lines, and reading it for each cgroup operation made a burst of pod starts quadratic.
+    MountTable(PathBuf, Arc<Mutex<Option<(u64, Vec<Hierarchy>)>>>),
     /// A fixed list, for tests over a plain directory.
     Fixed(Vec<Hierarchy>),
 }
@@ -39,7 +52,7 @@ impl V1Manager {
     /// The hierarchies mounted under `root`.
     pub fn new(root: &Path) -> Self {
         V1Manager {
-            source: Source::MountTable(root.to_path_buf()),
+            source: Source::MountTable(root.to_path_buf(), Arc::default()),
         }
     }
 
@@ -53,7 +66,18 @@ impl V1Manager {
     pub fn hierarchies(&self) -> Vec<Hierarchy> {
         match &self.source {
             Source::Fixed(list) => list.clone(),
-            Source::MountTable(root) => hierarchies_in(&mountinfo::read(), root),
+            Source::MountTable(root, cache) => {
+                let generation = MOUNTS_GENERATION.load(Ordering::Acquire);
+                let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+                match &*cache {
+                    Some((seen, list)) if *seen == generation => list.clone(),
+                    _ => {
+                        let list = hierarchies_in(&mountinfo::read(), root);
+                        *cache = Some((generation, list.clone()));
+                        list
+                    }
+                }
+            }
         }
     }
 
