@@ -58,8 +58,15 @@ pub struct NodeResults {
     pub burst_pods: Samples,
     /// From the first create of a burst to its last pod Running.
     pub burst_all: Samples,
+    /// Right after the node registered, before any pod.
+    pub agent_rss_fresh_kib: u64,
+    /// After the first pod ran and was deleted.
     pub agent_rss_idle_kib: u64,
     pub agent_rss_busy_kib: u64,
+    /// The anonymous (heap and stacks) part of the idle and busy RSS; the rest is the binary's
+    /// code, shared with every other maestro process on the node.
+    pub agent_anon_idle_kib: u64,
+    pub agent_anon_busy_kib: u64,
     /// Mean proportional set size (PSS) of the per-container shims with a burst running: the
     /// shims share the maestro binary's pages, so their RSS would count those once per shim.
     pub shim_pss_kib: u64,
@@ -176,6 +183,8 @@ async fn node(
     }
     progress(&format!("{runtime}: node ready"));
 
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let agent_rss_fresh_kib = agent.rss_kib()?;
     let watch = Watch::start(&api).await?;
     // The first pod pulls the image; it is not measured.
     start_pods(&conn, &watch, image, "warm", 1).await?;
@@ -183,7 +192,9 @@ async fn node(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut results = NodeResults {
         runtime: runtime.to_string(),
+        agent_rss_fresh_kib,
         agent_rss_idle_kib: agent.rss_kib()?,
+        agent_anon_idle_kib: status_kib(agent.pid(), "RssAnon:")?,
         ..Default::default()
     };
 
@@ -197,6 +208,9 @@ async fn node(
         results.single.p50()
     ));
     for b in 0..cfg.bursts {
+        // The kernel frees the previous pods' cgroups and namespaces in the background: start
+        // each burst on a settled node.
+        tokio::time::sleep(Duration::from_secs(5)).await;
         let (latencies, all) =
             start_pods(&conn, &watch, image, &format!("b{b}-"), cfg.burst).await?;
         results.burst_pods.extend(latencies);
@@ -205,6 +219,7 @@ async fn node(
             // Memory with the burst running, after the agent settled (status writes done).
             tokio::time::sleep(Duration::from_secs(5)).await;
             results.agent_rss_busy_kib = agent.rss_kib()?;
+            results.agent_anon_busy_kib = status_kib(agent.pid(), "RssAnon:")?;
             results.shim_pss_kib = shim_pss_kib(&sandbox.run_dir)?;
         }
         delete_all(&conn, &sandbox).await?;
@@ -412,6 +427,15 @@ async fn delete_all(conn: &Conn, sandbox: &NodeSandbox) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A `/proc/PID/status` field in KiB.
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} for pid {pid}"))
 }
 
 /// Mean PSS of the shims (one per container) under `run_dir`.
@@ -661,17 +685,20 @@ pub fn render(report: &PodsReport, cfg: &PodsConfig) -> String {
         "\n{} single starts and {} bursts of {} pods per runtime.\n\n",
         cfg.single, cfg.bursts, cfg.burst
     ));
-    out.push_str("| agent (`maestro agent` process) | RSS idle | RSS with a burst running | per pod | shim per container (PSS) |\n|---|---|---|---|---|\n");
+    out.push_str("| agent (`maestro agent` process) | RSS registered, no pod yet | RSS idle after a pod ran (anonymous) | RSS with a burst running (anonymous) | per pod | shim per container (PSS) |\n|---|---|---|---|---|---|\n");
     for node in &report.nodes {
         let per_pod = node
             .agent_rss_busy_kib
             .saturating_sub(node.agent_rss_idle_kib) as f64
             / cfg.burst.max(1) as f64;
         out.push_str(&format!(
-            "| {} | {:.1} MiB | {:.1} MiB | {:.2} MiB | {:.1} MiB |\n",
+            "| {} | {:.1} MiB | {:.1} MiB ({:.1}) | {:.1} MiB ({:.1}) | {:.2} MiB | {:.1} MiB |\n",
             node.runtime,
+            node.agent_rss_fresh_kib as f64 / 1024.0,
             node.agent_rss_idle_kib as f64 / 1024.0,
+            node.agent_anon_idle_kib as f64 / 1024.0,
             node.agent_rss_busy_kib as f64 / 1024.0,
+            node.agent_anon_busy_kib as f64 / 1024.0,
             per_pod / 1024.0,
             node.shim_pss_kib as f64 / 1024.0,
         ));

@@ -305,6 +305,15 @@ where
     ended
 }
 
+/// The close frame a finished stream ends with. It carries code 1000: client-go treats a close
+/// without a code (1005) as a broken stream and fails the whole `kubectl exec`.
+pub(crate) fn normal_close() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,13 +474,4 @@ mod tests {
         assert_eq!(err, b"oops\n");
         assert_eq!(status["details"]["causes"][0]["message"], "3");
     }
-}
-
-/// The close frame a finished stream ends with. It carries code 1000: client-go treats a close
-/// without a code (1005) as a broken stream and fails the whole `kubectl exec`.
-pub(crate) fn normal_close() -> Message {
-    Message::Close(Some(CloseFrame {
-        code: CloseCode::Normal,
-        reason: "".into(),
-    }))
 }

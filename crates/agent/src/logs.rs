@@ -3,6 +3,11 @@
 //! `sinceSeconds`/`sinceTime`, `timestamps`, `limitBytes`; `follow` is the server's.
 
 use std::io::BufRead;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 pub use maestro_oci::runtime::cri_log::{MAX_ENTRY_BYTES, Stream, flush_partial, write_entries};
 
@@ -88,6 +93,81 @@ pub fn render(reader: impl BufRead, opts: &LogOptions) -> Vec<u8> {
         out.truncate(limit);
     }
     out
+}
+
+/// How often a followed log is checked for new entries.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
+/// Follows the log at `path` from byte `offset`: sends each new whole line, rendered, to `send`
+/// until `send` refuses (the client left) or nothing is left to read and `running()` says the
+/// container stopped. Survives rotation as the kubelet does: when `path` names a new file (the
+/// shim renamed the old one away), the rest of the old file is sent, then the new one from its
+/// start; a file truncated in place is read again from its start.
+pub async fn follow<F, Fut>(
+    path: PathBuf,
+    offset: u64,
+    timestamps: bool,
+    running: impl Fn() -> bool,
+    mut send: F,
+) where
+    F: FnMut(Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let opts = LogOptions {
+        timestamps,
+        ..Default::default()
+    };
+    let mut file: Option<tokio::fs::File> = None;
+    let mut position = offset;
+    let mut partial: Vec<u8> = Vec::new();
+    loop {
+        let mut chunk = std::mem::take(&mut partial);
+        let before = chunk.len();
+        if file.is_none() {
+            file = open_at(&path, position).await;
+        }
+        if let Some(f) = file.as_mut() {
+            let len = f.metadata().await.map(|m| m.len()).unwrap_or(position);
+            if len < position {
+                // Truncated in place: start over.
+                position = 0;
+                let _ = f.seek(std::io::SeekFrom::Start(0)).await;
+            }
+            if let Ok(n) = f.read_to_end(&mut chunk).await {
+                position += n as u64;
+            }
+            let open_inode = f.metadata().await.ok().map(|m| m.ino());
+            let path_inode = tokio::fs::metadata(&path).await.ok().map(|m| m.ino());
+            if path_inode.is_some() && path_inode != open_inode {
+                // Rotated: the old file is read to its end above; go on with the new one.
+                file = open_at(&path, 0).await;
+                position = 0;
+                if let Some(f) = file.as_mut()
+                    && let Ok(n) = f.read_to_end(&mut chunk).await
+                {
+                    position = n as u64;
+                }
+            }
+        }
+        let got_new = chunk.len() > before;
+        // Only whole lines are rendered; the rest waits for its newline.
+        let cut = chunk.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        partial = chunk.split_off(cut);
+        let out = render(&chunk[..], &opts);
+        if !out.is_empty() && !send(out).await {
+            return;
+        }
+        if !got_new && !running() {
+            return;
+        }
+        tokio::time::sleep(FOLLOW_POLL).await;
+    }
+}
+
+async fn open_at(path: &std::path::Path, position: u64) -> Option<tokio::fs::File> {
+    let mut file = tokio::fs::File::open(path).await.ok()?;
+    file.seek(std::io::SeekFrom::Start(position)).await.ok()?;
+    Some(file)
 }
 
 #[cfg(test)]
@@ -184,5 +264,67 @@ mod tests {
         let mut expected = long;
         expected.push(b'\n');
         assert_eq!(render(&file[..], &LogOptions::default()), expected);
+    }
+
+    #[tokio::test]
+    async fn follow_goes_on_across_rotation_and_ends_with_the_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let line = |n: usize| format!("2026-01-01T00:00:0{n}.000000000Z stdout F line {n}\n");
+        std::fs::write(&path, line(1)).unwrap();
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let follower = tokio::spawn(follow(
+            path.clone(),
+            line(1).len() as u64,
+            false,
+            {
+                let running = running.clone();
+                move || running.load(std::sync::atomic::Ordering::SeqCst)
+            },
+            move |out| {
+                let tx = tx.clone();
+                async move { tx.send(out).is_ok() }
+            },
+        ));
+        let append = |text: &str| {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+        };
+        append(&line(2));
+        assert_eq!(rx.recv().await.unwrap(), b"line 2\n");
+        // A line cut in two arrives whole once its end is written.
+        let third = line(3);
+        append(&third[..20]);
+        tokio::time::sleep(FOLLOW_POLL * 3).await;
+        append(&third[20..]);
+        assert_eq!(rx.recv().await.unwrap(), b"line 3\n");
+        // Rotation: a last line lands in the old file after the rename, then the new file.
+        std::fs::rename(&path, dir.path().join("0.log.20260101-000000")).unwrap();
+        {
+            use std::io::Write;
+            let mut old = std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.path().join("0.log.20260101-000000"))
+                .unwrap();
+            old.write_all(line(4).as_bytes()).unwrap();
+        }
+        std::fs::write(&path, line(5)).unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let out = rx.recv().await.unwrap();
+            seen.extend(String::from_utf8(out).unwrap().lines().map(str::to_string));
+        }
+        assert_eq!(seen, ["line 4", "line 5"]);
+        // The container stops: the follower ends.
+        running.store(false, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(5), follower)
+            .await
+            .expect("the follower ended")
+            .unwrap();
     }
 }

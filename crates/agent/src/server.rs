@@ -9,7 +9,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
@@ -235,30 +234,17 @@ fn container_logs(
         {
             return;
         }
-        let mut offset = initial.len();
-        let mut partial = Vec::new();
-        loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let data = read(&path);
-            if data.len() > offset {
-                let mut chunk = std::mem::take(&mut partial);
-                chunk.extend_from_slice(&data[offset..]);
-                offset = data.len();
-                // Only whole lines are rendered; the rest waits for its newline.
-                let cut = chunk.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-                partial = chunk.split_off(cut);
-                let follow_opts = LogOptions {
-                    timestamps,
-                    ..Default::default()
-                };
-                let out = logs::render(&chunk[..], &follow_opts);
-                if !out.is_empty() && tx.send(Ok(Frame::data(Bytes::from(out)))).await.is_err() {
-                    return;
-                }
-            } else if !streams.running(&ns, &pod, &container) || tx.is_closed() {
-                return;
-            }
-        }
+        logs::follow(
+            path,
+            initial.len() as u64,
+            timestamps,
+            || streams.running(&ns, &pod, &container),
+            |out| {
+                let tx = tx.clone();
+                async move { tx.send(Ok(Frame::data(Bytes::from(out)))).await.is_ok() }
+            },
+        )
+        .await;
     });
     Ok(text_response(
         StreamBody::new(tokio_stream_from(rx)).boxed(),

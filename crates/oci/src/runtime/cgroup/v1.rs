@@ -32,13 +32,16 @@ pub struct Hierarchy {
     pub controllers: Vec<String>,
 }
 
+/// The hierarchies read at one [`MOUNTS_GENERATION`].
+type CachedHierarchies = (u64, Vec<Hierarchy>);
+
 #[derive(Debug, Clone)]
 enum Source {
     /// Read from the mount table, again whenever this crate changed the cgroup mounts:
     /// controllers can be moved between versions while the agent runs (crun's hybrid fix does
     /// exactly that). Not at every call: with hundreds of pods the mount table holds thousands
     /// of lines, and reading it for each cgroup operation made a burst of pod starts quadratic.
-    MountTable(PathBuf, Arc<Mutex<Option<(u64, Vec<Hierarchy>)>>>),
+    MountTable(PathBuf, Arc<Mutex<Option<CachedHierarchies>>>),
     /// A fixed list, for tests over a plain directory.
     Fixed(Vec<Hierarchy>),
 }
