@@ -142,6 +142,40 @@ async fn api_key(client: &kube::Client) -> Vec<u8> {
     }
 }
 
+/// Puts the run directory (runtime state, bundles, pod namespaces) on a tmpfs when the host has
+/// not: that state must not outlive a reboot, as `/run` never does, and a burst of pods creates
+/// and removes thousands of small files there, which costs far more on a disk filesystem (ext4
+/// without a journal scans its recently freed inodes on every create). A directory that already
+/// holds state stays as it is, so that running containers are never hidden.
+fn volatile_run_dir(dir: &Path) -> Result<(), String> {
+    use nix::sys::statfs::{TMPFS_MAGIC, statfs};
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let on_tmpfs = statfs(dir)
+        .map(|s| s.filesystem_type() == TMPFS_MAGIC)
+        .map_err(|e| format!("statfs {}: {e}", dir.display()))?;
+    if on_tmpfs {
+        return Ok(());
+    }
+    let empty = std::fs::read_dir(dir)
+        .map_err(|e| format!("reading {}: {e}", dir.display()))?
+        .next()
+        .is_none();
+    if !empty {
+        tracing::warn!(dir = %dir.display(), "the run directory is on a disk filesystem and holds state; leaving it there");
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some("mode=0711"),
+    )
+    .map_err(|e| format!("mounting a tmpfs on {}: {e}", dir.display()))?;
+    tracing::info!(dir = %dir.display(), "mounted a tmpfs on the run directory");
+    Ok(())
+}
+
 /// Builds what the pod workers share.
 fn node_context(
     client: &kube::Client,
@@ -153,6 +187,7 @@ fn node_context(
     }
     let cgroups =
         cgroup::detect(Path::new(cgroup::DEFAULT_ROOT)).map_err(host_error("detecting cgroups"))?;
+    volatile_run_dir(&settings.run_dir).map_err(host_error("preparing the run directory"))?;
     let mut runc = RuncConfig::new(settings.runtime, settings.shim.clone());
     runc.root = settings.run_dir.join(settings.runtime.name());
     runc.bundle_dir = settings.run_dir.join("containers");

@@ -5,7 +5,7 @@
 //! `FailedScheduling` event when nothing fits. The scheduling framework with plugins, queues and
 //! preemption replaces it later; the filters here are the ones every cluster needs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -172,7 +172,13 @@ fn misfit(
     None
 }
 
-struct Scheduler;
+#[derive(Default)]
+struct Scheduler {
+    /// Each bound pod's requests by key, with the stored JSON they were read from (kept, so
+    /// the pointer comparison cannot match a reused allocation): binding a burst of pods would
+    /// otherwise parse every pod of the cluster once per binding.
+    requests: HashMap<String, (bytes::Bytes, BTreeMap<String, i128>)>,
+}
 
 fn unscheduled(obj: &Value) -> bool {
     obj.pointer("/spec/nodeName")
@@ -190,7 +196,7 @@ fn unscheduled(obj: &Value) -> bool {
 }
 
 impl Scheduler {
-    async fn bind(&self, registry: &Registry, pod: &StoredObject) -> Result<(), String> {
+    async fn bind(&mut self, registry: &Arc<Registry>, pod: &StoredObject) -> Result<(), String> {
         let pod_value = pod.value();
         if !unscheduled(&pod_value) {
             return Ok(());
@@ -202,23 +208,38 @@ impl Scheduler {
             .cache()
             .list(&resource("pods").info.storage_prefix());
         let mut usage: BTreeMap<String, (BTreeMap<String, i128>, i128)> = BTreeMap::new();
+        let mut seen = std::collections::HashSet::new();
         for p in &pods {
             let Some(node) = p.field("spec.nodeName").filter(|n| !n.is_empty()) else {
                 continue;
             };
-            let v = p.value();
             if matches!(
-                v.pointer("/status/phase").and_then(Value::as_str),
+                p.field("status.phase").as_deref(),
                 Some("Succeeded" | "Failed")
             ) {
                 continue;
             }
+            seen.insert(p.key.as_str());
+            let cached = self
+                .requests
+                .get(&p.key)
+                .filter(|(json, _)| json.as_ptr() == p.json.as_ptr() && json.len() == p.json.len());
+            let requests = match cached {
+                Some((_, requests)) => requests.clone(),
+                None => {
+                    let requests = pod_requests(&p.value());
+                    self.requests
+                        .insert(p.key.clone(), (p.json.clone(), requests.clone()));
+                    requests
+                }
+            };
             let entry = usage.entry(node).or_default();
-            for (k, amount) in pod_requests(&v) {
+            for (k, amount) in requests {
                 *entry.0.entry(k).or_default() += amount;
             }
             entry.1 += 1;
         }
+        self.requests.retain(|key, _| seen.contains(key.as_str()));
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         let mut best: Option<(i128, String)> = None;
         for node in &nodes {
@@ -282,16 +303,21 @@ impl Scheduler {
             .await;
         match result {
             Ok(_) => {
-                record_event(
-                    registry,
-                    &namespace,
-                    &pod.name,
-                    &pod.uid,
-                    "Normal",
-                    "Scheduled",
-                    &format!("Successfully assigned {namespace}/{} to {node}", pod.name),
-                )
-                .await;
+                // The event is not awaited: the next pod's binding need not wait for its write.
+                let registry = registry.clone();
+                let (name, uid) = (pod.name.clone(), pod.uid.clone());
+                tokio::spawn(async move {
+                    record_event(
+                        &registry,
+                        &namespace,
+                        &name,
+                        &uid,
+                        "Normal",
+                        "Scheduled",
+                        &format!("Successfully assigned {namespace}/{name} to {node}"),
+                    )
+                    .await;
+                });
                 Ok(())
             }
             Err(err) if err.code == 404 => Ok(()),
@@ -435,7 +461,7 @@ pub async fn run(registry: Arc<Registry>) {
     queue::run(
         registry,
         "/registry/core/",
-        Scheduler,
+        Scheduler::default(),
         Duration::from_secs(30),
     )
     .await;

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! <data>/pods/<uid>/
-//!   volumes/<name>/           one directory per volume (a tmpfs mount for medium: Memory)
+//!   volumes/<name>/           one directory per volume (a tmpfs mount for emptyDir with
+//!                             medium: Memory, and for secret, downwardAPI and projected)
 //!   etc/{hosts,hostname,resolv.conf}
 //!   containers/<name>/termination-log.<attempt>
 //! ```
@@ -17,7 +18,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Volume};
@@ -420,26 +420,21 @@ fn downward_files(
     Ok(files)
 }
 
-fn run_mount(args: &[&str], target: &Path) -> Result<(), String> {
-    let out = Command::new("mount")
-        .args(args)
-        .arg(target)
-        .output()
-        .map_err(|e| format!("running mount: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
+/// Mounts a tmpfs with `options` (`mode=...,size=...`) on `target`.
+fn mount_tmpfs(target: &Path, options: &str) -> Result<(), String> {
+    use nix::mount::{MsFlags, mount};
+    mount(
+        Some("tmpfs"),
+        target,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(options),
+    )
+    .map_err(|e| format!("mounting a tmpfs on {}: {e}", target.display()))
 }
 
 fn is_mount_point(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let wanted = path.to_string_lossy();
-    text.lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|p| p == wanted))
+    maestro_oci::runtime::is_mount_point(path)
 }
 
 /// The host side of one volume (files of projected-style volumes come later, from `refresh`).
@@ -460,8 +455,7 @@ fn prepare_one(volume: &Volume, dir: &Path) -> Result<HostVolume, MountError> {
                 Some(bytes) => format!("mode=1777,size={bytes}"),
                 None => "mode=1777".to_string(),
             };
-            run_mount(&["-t", "tmpfs", "-o", &options, "tmpfs"], dir)
-                .map_err(|m| mount_error(name, m))?;
+            mount_tmpfs(dir, &options).map_err(|m| mount_error(name, m))?;
         }
         return Ok(HostVolume {
             path: dir.to_path_buf(),
@@ -483,6 +477,11 @@ fn prepare_one(volume: &Volume, dir: &Path) -> Result<HostVolume, MountError> {
         || volume.projected.is_some()
     {
         std::fs::create_dir_all(dir).map_err(|e| io("creating the directory", e))?;
+        // As the kubelet does, secrets, tokens and pod metadata live in memory only: they never
+        // reach the node's disk and vanish with the pod. ConfigMaps stay on disk.
+        if volume.config_map.is_none() && !is_mount_point(dir) {
+            mount_tmpfs(dir, "mode=0755").map_err(|m| mount_error(name, m))?;
+        }
         return Ok(HostVolume {
             path: dir.to_path_buf(),
             read_only: true,
@@ -563,9 +562,10 @@ pub fn remove_pod_dir(dir: &Path) -> std::io::Result<()> {
         for entry in entries.flatten() {
             let path = entry.path();
             if is_mount_point(&path) {
-                let _ = Command::new("umount").arg(&path).status();
-                if is_mount_point(&path) {
-                    let _ = Command::new("umount").arg("-l").arg(&path).status();
+                use nix::mount::{MntFlags, umount2};
+                // Busy (a process of the pod still inside): detach it instead.
+                if umount2(&path, MntFlags::empty()).is_err() {
+                    let _ = umount2(&path, MntFlags::MNT_DETACH);
                 }
             }
         }

@@ -284,35 +284,9 @@ pub(crate) fn mount_overlay(
     .map_err(|e| fail("move_mount", e))
 }
 
-/// Whether `path` is a mount point in this mount namespace (from `/proc/self/mountinfo`,
-/// where the mount point is the fifth field with spaces and the like escaped in octal).
+/// Whether `path` is a mount point in this mount namespace.
 pub(crate) fn is_mounted(path: &Path) -> Result<bool> {
-    let info = fs::read_to_string("/proc/self/mountinfo").ctx("read", "/proc/self/mountinfo")?;
-    let wanted = path.as_os_str().as_encoded_bytes();
-    Ok(info.lines().any(|line| {
-        line.split(' ')
-            .nth(4)
-            .is_some_and(|m| unescape(m) == wanted)
-    }))
-}
-
-fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
+    Ok(crate::runtime::is_mount_point(path))
 }
 
 #[cfg(test)]

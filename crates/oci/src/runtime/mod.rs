@@ -25,6 +25,7 @@ pub mod cri_log;
 mod error;
 mod exec;
 mod mountinfo;
+pub use mountinfo::is_mount_point;
 pub mod qos;
 mod runc;
 mod sandbox;
