@@ -571,6 +571,12 @@ fn exec_into_running(kind: RuntimeKind) {
             }
         })
     };
+    // Type only at the prompt: an interactive shell may flush what arrived before it set up the
+    // terminal (under load the line was lost that way).
+    wait_until(
+        || seen.lock().unwrap().contains("# "),
+        || seen.lock().unwrap().clone(),
+    );
     pty.write_all(b"tty; stty size; echo typed-$((6*7))\n")
         .unwrap();
     wait_until(
