@@ -6,6 +6,7 @@
 //! Needs root and the test packages (runc, docker-registry, umoci, skopeo, busybox-static).
 //! Every node is isolated (own run dir, cgroup root, bridge, pod CIDR) and cleaned up on drop.
 
+use std::path::Path;
 use std::time::Duration;
 
 use maestro_e2e::registry::{Registry, RegistryAuth};
@@ -629,4 +630,214 @@ spec:
     assert_eq!(node.status_column("watcher"), "Running");
     c.ok(&["delete", "pods", "--all", "--wait=true"]);
     assert!(node.sandbox().containers().is_empty());
+}
+
+/// kube-rs's own exec (WebSocket v4/v5, stdout and stderr apart, the exit status) and
+/// port-forward, through the API server to the agent.
+#[test]
+fn kube_rs_exec_and_port_forward() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, AttachParams};
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let node = node();
+    node.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: web, image: IMAGE, args: ["serve", "8080"]}
+"#,
+    );
+    node.wait_for("web", "Running", Duration::from_secs(60), running);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let kubeconfig = Kubeconfig::read_from(node.cluster.kubeconfig()).unwrap();
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .unwrap();
+        let pods: Api<Pod> = Api::default_namespaced(kube::Client::try_from(config).unwrap());
+
+        let mut process = pods
+            .exec(
+                "web",
+                ["sh", "-c", "echo out; echo err >&2; exit 3"],
+                &AttachParams::default().stderr(true),
+            )
+            .await
+            .expect("exec");
+        let mut stdout = process.stdout().unwrap();
+        let mut stderr = process.stderr().unwrap();
+        let status = process.take_status().unwrap();
+        let (mut out, mut err) = (String::new(), String::new());
+        stdout.read_to_string(&mut out).await.unwrap();
+        stderr.read_to_string(&mut err).await.unwrap();
+        let status = status.await.expect("an exit status");
+        assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+        assert_eq!(
+            status.reason.as_deref(),
+            Some("NonZeroExitCode"),
+            "{status:?}"
+        );
+        let code = status
+            .details
+            .and_then(|d| d.causes)
+            .and_then(|c| {
+                c.into_iter()
+                    .find(|c| c.reason.as_deref() == Some("ExitCode"))
+            })
+            .and_then(|c| c.message);
+        assert_eq!(code.as_deref(), Some("3"));
+
+        let mut forwarder = pods
+            .portforward("web", &[8080])
+            .await
+            .expect("port-forward");
+        let mut stream = forwarder.take_stream(8080).unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.0\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let response = String::from_utf8_lossy(&response);
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        drop(stream);
+        forwarder.abort();
+    });
+}
+
+/// A `maestro agent` process of its own, killed and its node sandbox cleaned up on drop.
+struct SeparateAgent {
+    child: std::process::Child,
+    sandbox: maestro_e2e::node::NodeSandbox,
+}
+
+impl Drop for SeparateAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.sandbox.cleanup();
+    }
+}
+
+/// An agent cut off from the server keeps its pods running, and picks up where it left when
+/// the server is back: the pod is still the same container, and a deletion and a new pod made
+/// after the outage are carried out.
+#[test]
+fn an_agent_cut_off_from_the_server_keeps_its_pods_and_resyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = maestro_e2e::node::NodeSandbox::new(
+        dir.path(),
+        &dir.path().join("agent"),
+        maestro_e2e::free_port(),
+    );
+    let mut cluster = Cluster::start_with(
+        env!("CARGO_BIN_EXE_maestro"),
+        Kubectl::v1_33(),
+        &["--cluster-cidr", &sandbox.cluster_cidr],
+    );
+    let registry =
+        Registry::start(&cluster.dir.path().join("registry"), &RegistryAuth::None).unwrap();
+    let image = checker::image()
+        .unwrap()
+        .build(&cluster.dir.path().join("layout"), "1")
+        .unwrap();
+    let image = registry.push_image(&image, "checker:1").unwrap();
+    let token = maestro_e2e::run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_maestro"))
+            .args(["token", "create", "--data-dir"])
+            .arg(cluster.data_dir()),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_maestro"))
+        .args(["agent", "--server", &cluster.server_url()])
+        .args([
+            "--token",
+            token.trim(),
+            "--node-name",
+            "cut-off",
+            "--data-dir",
+        ])
+        .arg(&sandbox.agent_data)
+        .args(["--agent-port", "0", "--run-dir"])
+        .arg(&sandbox.run_dir)
+        .args(["--cgroup-root", &sandbox.cgroup_root])
+        .args(["--bridge", &sandbox.bridge])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let agent = SeparateAgent { child, sandbox };
+    let agent_log = || std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default();
+    let pod = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  \
+             terminationGracePeriodSeconds: 1\n  containers:\n  \
+             - {{name: app, image: \"{image}\", args: [serve, \"8080\"]}}\n"
+        )
+    };
+    let running_pod = |cluster: &Cluster, name: &str| {
+        eventually(Duration::from_secs(60), || {
+            let out = cluster.run(&["get", "pod", name, "-o", "json"]);
+            out.status.success()
+                && serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|p| running(&p))
+        })
+    };
+    cluster.ok_stdin(&["apply", "-f", "-"], Some(&pod("before")));
+    assert!(running_pod(&cluster, "before"), "{}", agent_log());
+    let before = cluster.json(&["get", "pod", "before"]);
+    let id = before["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("runc://")
+        .to_string();
+    let pid = agent
+        .sandbox
+        .container_pid(&id)
+        .expect("the container runs");
+
+    // The server is gone for a while: the agent and its pod carry on.
+    cluster.kill9();
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "the container died without the server"
+    );
+    let child_alive = || {
+        std::process::Command::new("kill")
+            .args(["-0", &agent.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(child_alive(), "the agent exited:\n{}", agent_log());
+
+    // Back: the same container, and what is asked after the outage is done.
+    cluster.restart();
+    cluster.ok(&["delete", "pod", "before", "--wait=false"]);
+    cluster.ok_stdin(&["apply", "-f", "-"], Some(&pod("after")));
+    assert!(running_pod(&cluster, "after"), "{}", agent_log());
+    assert!(
+        eventually(Duration::from_secs(30), || !Path::new(&format!(
+            "/proc/{pid}"
+        ))
+        .exists()),
+        "the pod deleted after the outage still runs:\n{}",
+        agent_log()
+    );
+    assert!(eventually(Duration::from_secs(30), || cluster
+        .run(&["get", "pod", "before"])
+        .status
+        .code()
+        == Some(1)));
+    let containers = agent.sandbox.containers();
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    drop(agent);
+    drop(registry);
 }
