@@ -78,21 +78,21 @@ impl Node {
         }
     }
 
-    /// The STATUS column of `kubectl get pod`.
-    fn status_column(&self, pod: &str) -> String {
+    /// Column `index` of `kubectl get pod` (1: READY, 2: STATUS).
+    fn column(&self, pod: &str, index: usize) -> String {
         let out = self.cluster.ok(&["get", "pod", pod, "--no-headers"]);
         out.split_whitespace()
-            .nth(2)
+            .nth(index)
             .unwrap_or_default()
             .to_string()
     }
 
+    fn status_column(&self, pod: &str) -> String {
+        self.column(pod, 2)
+    }
+
     fn ready_column(&self, pod: &str) -> String {
-        let out = self.cluster.ok(&["get", "pod", pod, "--no-headers"]);
-        out.split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_string()
+        self.column(pod, 1)
     }
 
     fn events(&self, pod: &str) -> String {

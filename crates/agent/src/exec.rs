@@ -201,12 +201,8 @@ where
     let mut stdin = process.stdin;
     let mut reader = tokio::spawn(async move {
         while let Some(Ok(message)) = source.next().await {
-            let data: bytes::Bytes = match message {
-                Message::Binary(data) => data,
-                // The Python client sends str data as text frames; the kubelet takes any frame.
-                Message::Text(text) => text.into(),
-                Message::Close(_) => break,
-                _ => continue,
+            let Some(data) = client_frame(message) else {
+                break;
             };
             let Some((&channel, payload)) = data.split_first() else {
                 continue;
@@ -303,6 +299,18 @@ where
     }
     reader.abort();
     ended
+}
+
+/// The bytes of a client's WebSocket message (channel byte first): `None` when the client
+/// closes, empty for control frames. The Python client sends str data as text frames; the
+/// kubelet takes any frame, and so does this.
+pub(crate) fn client_frame(message: Message) -> Option<bytes::Bytes> {
+    match message {
+        Message::Binary(data) => Some(data),
+        Message::Text(text) => Some(text.into()),
+        Message::Close(_) => None,
+        _ => Some(bytes::Bytes::new()),
+    }
 }
 
 /// The close frame a finished stream ends with. It carries code 1000: client-go treats a close

@@ -19,7 +19,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use crate::exec::normal_close;
+use crate::exec::{client_frame, normal_close};
 
 /// The subprotocol the kubelet answers port-forward requests with. Clients offer
 /// `v5.channel.k8s.io` too (kube-rs, Python ≥ 37) and accept v4.
@@ -123,12 +123,8 @@ where
     // later data for it is discarded, as the kubelet does once a stream pair is closed.
     let reader = async move {
         while let Some(Ok(message)) = source.next().await {
-            let data: bytes::Bytes = match message {
-                Message::Binary(data) => data,
-                // The Python client sends str data as text frames; the kubelet takes any frame.
-                Message::Text(text) => text.into(),
-                Message::Close(_) => break,
-                _ => continue,
+            let Some(data) = client_frame(message) else {
+                break;
             };
             let Some((&channel, payload)) = data.split_first() else {
                 continue;

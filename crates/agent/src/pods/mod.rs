@@ -24,7 +24,7 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use maestro_net::pod_network::{Ipv4Cidr, PodNetwork, PodNetworkConfig};
-use maestro_oci::image::{ImageStore, PullOptions};
+use maestro_oci::image::{Digest, GcPolicy, ImageStore, PullOptions, Reference};
 use maestro_oci::runtime::{
     ContainerStatus, ExecConfig, ExecSession, OciRuntime, POD_UID_ANNOTATION, SandboxManager,
 };
@@ -91,6 +91,24 @@ struct Handle {
     updates: watch::Sender<Option<Arc<Pod>>>,
     view: Arc<Mutex<PodView>>,
     task: tokio::task::JoinHandle<()>,
+    /// The images the pod's containers name: kept by image garbage collection.
+    images: Vec<String>,
+}
+
+/// How often images are garbage-collected (the kubelet's `ImageGCPeriod`).
+const IMAGE_GC_PERIOD: Duration = Duration::from_secs(300);
+
+/// Every image a pod's containers (init, sidecar, app) name.
+fn pod_images(pod: &Pod) -> Vec<String> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .filter_map(|c| c.image.clone())
+        .collect()
 }
 
 /// Runs this node's pods.
@@ -159,6 +177,7 @@ impl PodManager {
 
     /// Watches this node's pods until the agent stops.
     pub async fn run(self: Arc<Self>) {
+        tokio::spawn(self.clone().collect_images());
         let network = self.network().await;
         let _ = self.ctx.network.set(network);
         let runtime = self.ctx.runtime.clone();
@@ -261,9 +280,11 @@ impl PodManager {
         if gone.contains(&uid) {
             return;
         }
+        let images = pod_images(&pod);
         let pod = Arc::new(pod);
         let mut pods = self.lock();
-        if let Some(h) = pods.get(&uid) {
+        if let Some(h) = pods.get_mut(&uid) {
+            h.images = images;
             let _ = h.updates.send(Some(pod));
             return;
         }
@@ -281,8 +302,49 @@ impl PodManager {
                 updates: tx,
                 view,
                 task,
+                images,
             },
         );
+    }
+
+    /// Image garbage collection every [`IMAGE_GC_PERIOD`], with the kubelet's thresholds
+    /// (above 85 % disk use, remove unused images, least recently used first, down to 80 %; never
+    /// one pulled in the last 2 minutes or named by a pod of this node).
+    async fn collect_images(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(IMAGE_GC_PERIOD);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let names: Vec<String> = self
+                .lock()
+                .values()
+                .flat_map(|h| h.images.iter().cloned())
+                .collect();
+            let ctx = self.ctx.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let in_use: HashSet<Digest> = names
+                    .iter()
+                    .filter_map(|n| Reference::parse(n).ok())
+                    .filter_map(|r| ctx.images.get(&r).ok().flatten())
+                    .map(|image| image.digest)
+                    .collect();
+                let usage = ctx.images.disk_usage()?;
+                ctx.images.gc(&GcPolicy::default(), usage, &in_use)
+            })
+            .await;
+            match result {
+                Ok(Ok(report)) if !report.removed.is_empty() || report.freed > 0 => {
+                    tracing::info!(
+                        removed = report.removed.len(),
+                        freed = report.freed,
+                        "image garbage collection"
+                    );
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => tracing::warn!(%err, "image garbage collection failed"),
+                Err(err) => tracing::warn!(%err, "image garbage collection failed"),
+            }
+        }
     }
 
     /// Removes what a previous agent left for pods that no longer exist.
