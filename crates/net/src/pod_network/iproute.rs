@@ -210,43 +210,30 @@ impl NetworkOps for IpRoute {
         // The peer is created inside the pod's namespace under its final name: it never exists
         // in the host namespace, so it cannot clash with a host interface or need a rename.
         // A path works here because iproute2 opens any `netns` argument containing a '/'.
-        self.ip(&[
-            "link",
-            "add",
-            "name",
-            &spec.host_name,
-            "master",
-            &spec.bridge,
-            "mtu",
-            &mtu,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &spec.pod_ifname,
-            "address",
-            &mac,
-            "mtu",
-            &mtu,
-            "netns",
-            netns,
-        ])?;
+        // Then the alias (our mark) and hairpin, then up, so the port only forwards once it is
+        // configured. One `ip -batch` process for the three (it stops at the first failure, and
+        // the caller then deletes the link): a burst of pods spends much of its CPU on spawns.
         let hairpin = if spec.hairpin { "on" } else { "off" };
-        // One message: alias (our mark), hairpin, then up, so the port only forwards once it is
-        // configured. If this fails the caller deletes the link.
-        self.ip(&[
-            "link",
-            "set",
-            "dev",
-            &spec.host_name,
-            "alias",
-            &spec.host_alias,
-            "type",
-            "bridge_slave",
-            "hairpin",
-            hairpin,
-        ])?;
-        self.set_up(&spec.host_name)
+        let words = [netns, spec.host_alias.as_str()];
+        if words.iter().any(|w| {
+            w.is_empty() || w.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\')
+        }) {
+            return Err(NetError::Command {
+                command: "ip link add".into(),
+                message: format!("cannot pass {words:?} to ip -batch"),
+            });
+        }
+        let script = format!(
+            "link add name {host} master {bridge} mtu {mtu} type veth peer name {pod_if} \
+             address {mac} mtu {mtu} netns {netns}\n\
+             link set dev {host} alias {alias} type bridge_slave hairpin {hairpin}\n\
+             link set dev {host} up\n",
+            host = spec.host_name,
+            bridge = spec.bridge,
+            pod_if = spec.pod_ifname,
+            alias = spec.host_alias,
+        );
+        run(Command::new(&self.ip).args(["-batch", "-"]), Some(&script)).map(drop)
     }
 
     fn configure_pod(&self, netns: &Path, spec: &PodInterfaceSpec) -> Result<(), NetError> {

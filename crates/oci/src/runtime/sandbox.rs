@@ -248,14 +248,18 @@ impl SandboxManager {
 
         let shm = sandbox.shm_dir();
         fs::create_dir_all(&shm).map_err(Error::io_path("create", &shm))?;
-        run(Command::new("mount")
-            .args(["-t", "tmpfs", "-o"])
-            .arg(format!(
-                "rw,nosuid,nodev,noexec,mode=1777,size={}",
-                config.shm_size
-            ))
-            .arg("shm")
-            .arg(&shm))?;
+        let options = std::ffi::CString::new(format!("mode=1777,size={}", config.shm_size))
+            .expect("no NUL in numbers");
+        rustix::mount::mount(
+            "shm",
+            &shm,
+            "tmpfs",
+            rustix::mount::MountFlags::NOSUID
+                | rustix::mount::MountFlags::NODEV
+                | rustix::mount::MountFlags::NOEXEC,
+            options.as_c_str(),
+        )
+        .map_err(|e| Error::io_path("mount a tmpfs on", &shm)(e.into()))?;
 
         let hostname = sandbox.hostname_file();
         fs::write(&hostname, format!("{}\n", config.hostname))
@@ -368,8 +372,10 @@ fn validate_hostname(hostname: &str) -> Result<()> {
 /// Unmounts every mount at or below `dir`, deepest first; a busy one is detached lazily.
 pub(crate) fn unmount_all_under(dir: &Path) -> Result<()> {
     for mount_point in mountinfo::mounts_under(&mountinfo::read(), dir) {
-        if run(Command::new("umount").arg(&mount_point)).is_err() {
-            run(Command::new("umount").arg("-l").arg(&mount_point))?;
+        use rustix::mount::{UnmountFlags, unmount};
+        if unmount(&mount_point, UnmountFlags::empty()).is_err() {
+            unmount(&mount_point, UnmountFlags::DETACH)
+                .map_err(|e| Error::io_path("unmount", &mount_point)(e.into()))?;
         }
     }
     Ok(())
