@@ -841,3 +841,85 @@ fn an_agent_cut_off_from_the_server_keeps_its_pods_and_resyncs() {
     drop(agent);
     drop(registry);
 }
+
+/// A ReplicaSet on a real node: its pods run and are counted ready, a deleted pod is replaced,
+/// `kubectl scale` removes the surplus, and deleting the ReplicaSet removes its pods.
+#[test]
+fn a_replicaset_keeps_its_pods() {
+    let node = node();
+    let c = &node.cluster;
+    node.apply(
+        r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: IMAGE
+        args: ["serve", "8080"]
+        readinessProbe: {httpGet: {path: /readyz, port: 8080}, periodSeconds: 1}
+"#,
+    );
+    let pods = || -> Vec<String> {
+        let list = c.json(&["get", "pods", "-l", "app=web"]);
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let ready_replicas = || c.json(&["get", "rs", "web"])["status"]["readyReplicas"].clone();
+    assert!(
+        eventually(Duration::from_secs(60), || ready_replicas() == 3),
+        "{}\n{}",
+        c.ok(&["get", "rs,pods", "-o", "wide"]),
+        tail(&c.log(), 40)
+    );
+    let first = pods();
+    assert_eq!(first.len(), 3, "{first:?}");
+    assert!(first.iter().all(|n| n.starts_with("web-")), "{first:?}");
+    let table = c.ok(&["get", "rs", "web", "--no-headers"]);
+    assert_eq!(
+        table.split_whitespace().take(4).collect::<Vec<_>>(),
+        ["web", "3", "3", "3"],
+        "{table}"
+    );
+
+    // A deleted pod is replaced by a new one.
+    c.ok(&["delete", "pod", &first[0], "--wait=false"]);
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            let now = pods();
+            now.len() == 3 && !now.contains(&first[0]) && ready_replicas() == 3
+        }),
+        "{}",
+        c.ok(&["get", "rs,pods"])
+    );
+
+    // Scaled down: the surplus goes.
+    c.ok(&["scale", "rs", "web", "--replicas=1"]);
+    assert!(
+        eventually(Duration::from_secs(30), || pods().len() == 1
+            && ready_replicas() == 1),
+        "{}",
+        c.ok(&["get", "rs,pods"])
+    );
+
+    // Deleting the ReplicaSet deletes its pods (garbage collection through the owner reference).
+    c.ok(&["delete", "rs", "web", "--wait=true"]);
+    assert!(
+        eventually(Duration::from_secs(30), || pods().is_empty()
+            && node.sandbox().containers().is_empty()),
+        "{}",
+        c.ok(&["get", "pods"])
+    );
+}

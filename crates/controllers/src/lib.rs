@@ -1,7 +1,7 @@
 //! The reconciliation loops that run inside the server: garbage collection of dependents
 //! (Background, Foreground, Orphan), namespace lifecycle, the `default` ServiceAccount and
 //! `kube-root-ca.crt` ConfigMap of every namespace, cleanup of a deleted CRD's objects, pod
-//! CIDRs for nodes, and a first scheduler.
+//! CIDRs for nodes, a first scheduler, and the ReplicaSet controller.
 //!
 //! Each loop follows the shared watch cache, marks the keys an event concerns as dirty and
 //! reconciles them: reconcilers look at the current state and converge, whatever the event was.
@@ -13,6 +13,7 @@ pub mod leader;
 mod namespaces;
 pub mod node_ipam;
 mod queue;
+mod replicaset;
 pub mod scheduler;
 mod writes;
 
@@ -40,6 +41,7 @@ pub fn start(
                 tokio::spawn(namespaces::run(registry.clone(), ca_pem.clone())),
                 tokio::spawn(crd_cleanup::run(registry.clone())),
                 tokio::spawn(node_ipam::run(registry.clone(), ipam)),
+                tokio::spawn(replicaset::run(registry.clone())),
                 tokio::spawn(scheduler::run(registry)),
             ]
         },
