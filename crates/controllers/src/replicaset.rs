@@ -161,14 +161,17 @@ impl ReplicaSets {
                     )
                     .await
                 {
-                    Ok(_) => {}
+                    Ok(deleted) => {
+                        last_revision = last_revision.max(revision_of(&deleted.object));
+                    }
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(format!("deleting pod {name}: {}", e.message)),
                 }
             }
         }
         if let Some(revision) = last_revision {
-            // The next reconcile must see these pods, or it would create them again.
+            // The next reconcile must see these creations and deletions, or it would create or
+            // delete again.
             let _ = registry.cache().wait_for(revision).await;
         }
         self.write_status(registry, &value, &namespace, &selector, &rs.uid)
