@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::maestro::{Api, Conn};
-use crate::procs::Server;
+use crate::procs::{Server, status_kib};
 use crate::progress;
 use crate::stats::Samples;
 
@@ -461,15 +461,6 @@ async fn delete_all(conn: &Conn, sandbox: &NodeSandbox) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// A `/proc/PID/status` field in KiB.
-fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))?
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no {field} for pid {pid}"))
 }
 
 /// Mean PSS of the shims (one per container) under `run_dir`.

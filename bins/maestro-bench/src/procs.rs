@@ -83,13 +83,17 @@ impl Server {
 
     /// Resident set size in KiB (`VmRSS` of /proc/PID/status).
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("no VmRSS for {} (pid {})", self.name, self.pid()))
+        status_kib(self.pid(), "VmRSS:").context(self.name)
     }
+}
+
+/// A `/proc/PID/status` field given in kB (`VmRSS:`, `RssAnon:`), in KiB.
+pub fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} for pid {pid}"))
 }
 
 /// CPU time (user + system) a process has used so far. /proc reports it in USER_HZ ticks, which

@@ -115,6 +115,31 @@ pub async fn secret(
     }))
 }
 
+/// The files of one configMap or secret source: its keys projected as `source` (its `items`)
+/// asks; none when the object is missing and the source optional; otherwise an error naming the
+/// missing object as the kubelet words it (`configmap "x" not found`).
+fn source_files(
+    volume: &str,
+    (kind, object): (&str, &str),
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    optional: Option<bool>,
+    source: &impl serde::Serialize,
+    default_mode: u32,
+) -> Result<Vec<File>, MountError> {
+    match data {
+        Some(data) => {
+            let raw = serde_json::to_value(source).unwrap_or_default();
+            volumes::project_keys(&raw, &data, default_mode)
+                .map_err(|e| mount_error(volume, e.to_string()))
+        }
+        None if optional == Some(true) => Ok(Vec::new()),
+        None => Err(mount_error(
+            volume,
+            format!("{kind} \"{object}\" not found"),
+        )),
+    }
+}
+
 fn mode_of(v: Option<i32>, default: u32) -> u32 {
     v.map_or(default, |m| m as u32)
 }
@@ -190,38 +215,30 @@ impl Volumes {
             let data = config_map(ctx.client, namespace, &source.name)
                 .await
                 .map_err(api_error)?;
-            let raw = serde_json::to_value(source).unwrap_or_default();
-            return match data {
-                Some(data) => {
-                    volumes::project_keys(&raw, &data, mode_of(source.default_mode, 0o644))
-                        .map(Some)
-                        .map_err(|e| mount_error(name, e.to_string()))
-                }
-                None if source.optional == Some(true) => Ok(Some(Vec::new())),
-                None => Err(mount_error(
-                    name,
-                    format!("configmap \"{}\" not found", source.name),
-                )),
-            };
+            return source_files(
+                name,
+                ("configmap", &source.name),
+                data,
+                source.optional,
+                source,
+                mode_of(source.default_mode, 0o644),
+            )
+            .map(Some);
         }
         if let Some(source) = &volume.secret {
             let secret_name = source.secret_name.clone().unwrap_or_default();
             let data = secret(ctx.client, namespace, &secret_name)
                 .await
                 .map_err(api_error)?;
-            let raw = serde_json::to_value(source).unwrap_or_default();
-            return match data {
-                Some(data) => {
-                    volumes::project_keys(&raw, &data, mode_of(source.default_mode, 0o644))
-                        .map(Some)
-                        .map_err(|e| mount_error(name, e.to_string()))
-                }
-                None if source.optional == Some(true) => Ok(Some(Vec::new())),
-                None => Err(mount_error(
-                    name,
-                    format!("secret \"{secret_name}\" not found"),
-                )),
-            };
+            return source_files(
+                name,
+                ("secret", &secret_name),
+                data,
+                source.optional,
+                source,
+                mode_of(source.default_mode, 0o644),
+            )
+            .map(Some);
         }
         if let Some(source) = &volume.downward_api {
             let raw = serde_json::to_value(source).unwrap_or_default();
@@ -237,39 +254,27 @@ impl Volumes {
                     let data = config_map(ctx.client, namespace, &cm.name)
                         .await
                         .map_err(api_error)?;
-                    let raw = serde_json::to_value(cm).unwrap_or_default();
-                    match data {
-                        Some(data) => files.extend(
-                            volumes::project_keys(&raw, &data, default_mode)
-                                .map_err(|e| mount_error(name, e.to_string()))?,
-                        ),
-                        None if cm.optional == Some(true) => {}
-                        None => {
-                            return Err(mount_error(
-                                name,
-                                format!("configmap \"{}\" not found", cm.name),
-                            ));
-                        }
-                    }
+                    files.extend(source_files(
+                        name,
+                        ("configmap", &cm.name),
+                        data,
+                        cm.optional,
+                        cm,
+                        default_mode,
+                    )?);
                 }
                 if let Some(sec) = &s.secret {
                     let data = secret(ctx.client, namespace, &sec.name)
                         .await
                         .map_err(api_error)?;
-                    let raw = serde_json::to_value(sec).unwrap_or_default();
-                    match data {
-                        Some(data) => files.extend(
-                            volumes::project_keys(&raw, &data, default_mode)
-                                .map_err(|e| mount_error(name, e.to_string()))?,
-                        ),
-                        None if sec.optional == Some(true) => {}
-                        None => {
-                            return Err(mount_error(
-                                name,
-                                format!("secret \"{}\" not found", sec.name),
-                            ));
-                        }
-                    }
+                    files.extend(source_files(
+                        name,
+                        ("secret", &sec.name),
+                        data,
+                        sec.optional,
+                        sec,
+                        default_mode,
+                    )?);
                 }
                 if let Some(d) = &s.downward_api {
                     let raw = serde_json::to_value(d).unwrap_or_default();
