@@ -923,3 +923,170 @@ spec:
         c.ok(&["get", "pods"])
     );
 }
+
+/// A Deployment on a real node, driven by kubectl as a user would: `rollout status` waits for
+/// the rollout, a rolling update with maxUnavailable 0 never drops below three ready pods,
+/// `rollout history` lists the revisions, `rollout undo` brings the first template back (its
+/// ReplicaSet takes the next revision), pause holds a template change until resume, `scale`
+/// resizes, and deleting the Deployment removes its ReplicaSets and pods.
+#[test]
+fn a_deployment_rolls_out_undoes_pauses_and_scales() {
+    let node = node();
+    let c = &node.cluster;
+    node.apply(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: IMAGE
+        args: ["serve", "8080"]
+        env: [{name: VERSION, value: "1"}]
+        readinessProbe: {httpGet: {path: /readyz, port: 8080}, periodSeconds: 1}
+"#,
+    );
+    let status = c.ok(&["rollout", "status", "deploy/web", "--timeout=90s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let first_rs = c.json(&["get", "rs", "-l", "app=web"])["items"][0].clone();
+    let first_rs_name = first_rs["metadata"]["name"].as_str().unwrap().to_string();
+    assert_eq!(
+        first_rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+
+    // A rolling update, watched from the side: ready pods never fall below 3.
+    c.ok(&["set", "env", "deploy/web", "VERSION=2"]);
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let watching = watching.clone();
+        let kubeconfig = c.kubeconfig();
+        let kubectl = c.kubectl.path.clone();
+        std::thread::spawn(move || {
+            let mut lowest = usize::MAX;
+            while watching.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = std::process::Command::new(&kubectl)
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(["get", "pods", "-l", "app=web", "-o", "json"])
+                    .output()
+                    .unwrap();
+                let Ok(list) = serde_json::from_slice::<Value>(&out.stdout) else {
+                    continue;
+                };
+                let ready = list["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|p| {
+                        p["status"]["conditions"].as_array().is_some_and(|cs| {
+                            cs.iter()
+                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                        })
+                    })
+                    .count();
+                lowest = lowest.min(ready);
+            }
+            lowest
+        })
+    };
+    let status = c.ok(&["rollout", "status", "deploy/web", "--timeout=90s"]);
+    watching.store(false, std::sync::atomic::Ordering::SeqCst);
+    let lowest = watcher.join().unwrap();
+    assert!(
+        status.contains("new replicas have been updated"),
+        "{status}"
+    );
+    assert!(status.contains("successfully rolled out"), "{status}");
+    assert!(
+        lowest >= 3,
+        "ready pods fell to {lowest} during the rollout"
+    );
+    let history = c.ok(&["rollout", "history", "deploy/web"]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+
+    // Undo: the first ReplicaSet comes back as revision 3 and holds every pod.
+    c.ok(&["rollout", "undo", "deploy/web"]);
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=90s"]);
+    let rs = c.json(&["get", "rs", &first_rs_name]);
+    assert_eq!(
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+    assert_eq!(rs["status"]["readyReplicas"], 3, "{rs}");
+    let pods = c.json(&["get", "pods", "-l", "app=web"]);
+    let versions: Vec<&Value> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| &p["spec"]["containers"][0]["env"][0]["value"])
+        .collect();
+    assert_eq!(versions, ["1", "1", "1"], "{pods}");
+
+    // Paused: a template change waits; scale still applies; resume rolls it out.
+    c.ok(&["rollout", "pause", "deploy/web"]);
+    c.ok(&["set", "env", "deploy/web", "VERSION=3"]);
+    c.ok(&["scale", "deploy/web", "--replicas=4"]);
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            c.json(&["get", "rs", &first_rs_name])["status"]["readyReplicas"] == 4
+        }),
+        "{}",
+        c.ok(&["get", "rs"])
+    );
+    assert_eq!(
+        c.json(&["get", "rs", "-l", "app=web"])["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let progressing = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}",
+    ]);
+    assert_eq!(progressing, "DeploymentPaused");
+    c.ok(&["rollout", "resume", "deploy/web"]);
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=90s"]);
+    let deploy = c.json(&["get", "deploy", "web"]);
+    assert_eq!(deploy["status"]["updatedReplicas"], 4, "{deploy}");
+    assert_eq!(deploy["status"]["availableReplicas"], 4, "{deploy}");
+    assert_eq!(
+        c.json(&["get", "rs", "-l", "app=web"])["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // Deleting the Deployment takes its ReplicaSets and pods with it.
+    c.ok(&["delete", "deploy", "web", "--wait=true"]);
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            c.json(&["get", "rs,pods", "-l", "app=web"])["items"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+                && node.sandbox().containers().is_empty()
+        }),
+        "{}",
+        c.ok(&["get", "rs,pods"])
+    );
+}

@@ -1,17 +1,20 @@
 //! The reconciliation loops that run inside the server: garbage collection of dependents
 //! (Background, Foreground, Orphan), namespace lifecycle, the `default` ServiceAccount and
 //! `kube-root-ca.crt` ConfigMap of every namespace, cleanup of a deleted CRD's objects, pod
-//! CIDRs for nodes, a first scheduler, and the ReplicaSet controller.
+//! CIDRs for nodes, a first scheduler, and the ReplicaSet and Deployment controllers.
 //!
 //! Each loop follows the shared watch cache, marks the keys an event concerns as dirty and
 //! reconciles them: reconcilers look at the current state and converge, whatever the event was.
 //! When several servers share one store, the loops run on the holder of a Lease (`leader`).
 
 mod crd_cleanup;
+mod deployment;
+pub mod events;
 mod garbage_collector;
 pub mod leader;
 mod namespaces;
 pub mod node_ipam;
+mod objects;
 mod queue;
 mod replicaset;
 pub mod scheduler;
@@ -42,6 +45,7 @@ pub fn start(
                 tokio::spawn(crd_cleanup::run(registry.clone())),
                 tokio::spawn(node_ipam::run(registry.clone(), ipam)),
                 tokio::spawn(replicaset::run(registry.clone())),
+                tokio::spawn(deployment::run(registry.clone())),
                 tokio::spawn(scheduler::run(registry)),
             ]
         },

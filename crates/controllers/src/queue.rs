@@ -1,10 +1,13 @@
 //! The loop every controller here shares: follow the watch cache under a prefix, collect the
-//! keys that need attention, reconcile them in batches, retry failures after a delay, and
-//! resync everything periodically.
+//! keys that need attention, reconcile them in batches, retry failures after a delay, come
+//! back to keys a reconciler asked to see again at a given time, and resync everything
+//! periodically.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use maestro_apiserver::Registry;
 use maestro_apiserver::object::StoredObject;
@@ -25,6 +28,40 @@ pub trait Reconciler: Send + 'static {
         registry: &'a Arc<Registry>,
         key: &'a str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+    /// Keys to reconcile again after a delay, whatever happens meanwhile (a deadline or a
+    /// minimum time to wait that no event will announce). Drained after every batch.
+    fn take_requeues(&mut self) -> Vec<(String, Duration)> {
+        Vec::new()
+    }
+}
+
+/// Keys waiting for their time, earliest first.
+#[derive(Default)]
+struct Delayed(BTreeMap<Instant, BTreeSet<String>>);
+
+impl Delayed {
+    fn add(&mut self, key: String, after: Duration) {
+        self.0
+            .entry(Instant::now() + after)
+            .or_default()
+            .insert(key);
+    }
+
+    fn next_due(&self) -> Instant {
+        self.0
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    fn take_due(&mut self, dirty: &mut BTreeSet<String>) {
+        let now = Instant::now();
+        let later = self.0.split_off(&(now + Duration::from_nanos(1)));
+        for keys in std::mem::replace(&mut self.0, later).into_values() {
+            dirty.extend(keys);
+        }
+    }
 }
 
 /// Run `reconciler` over events under `prefix` forever.
@@ -37,6 +74,7 @@ pub async fn run(
     let mut dirty: BTreeSet<String> = BTreeSet::new();
     let mut ticker = tokio::time::interval(resync);
     let mut retry = tokio::time::interval(RETRY_DELAY);
+    let mut delayed = Delayed::default();
     loop {
         let mut watch = match registry.cache().watch(prefix, None) {
             Ok(w) => w,
@@ -63,13 +101,18 @@ pub async fn run(
                 },
                 _ = ticker.tick() => dirty.extend(reconciler.resync_keys(&registry)),
                 _ = retry.tick() => {}
+                _ = tokio::time::sleep_until(delayed.next_due()) => {}
             }
+            delayed.take_due(&mut dirty);
             let batch: Vec<String> = std::mem::take(&mut dirty).into_iter().collect();
             for key in batch {
                 if let Err(err) = reconciler.reconcile(&registry, &key).await {
                     tracing::debug!(key, err, "reconcile failed; will retry");
                     dirty.insert(key);
                 }
+            }
+            for (key, after) in reconciler.take_requeues() {
+                delayed.add(key, after);
             }
         }
     }

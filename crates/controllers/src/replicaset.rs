@@ -8,60 +8,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use maestro_api::resources;
 use maestro_api::selector::LabelSelector;
 use maestro_apiserver::Registry;
 use maestro_apiserver::object::StoredObject;
 use maestro_apiserver::registry::{DeleteOptions, Resource, WriteOptions};
-use maestro_store::{CacheEvent, CacheEventKind};
+use maestro_store::{CacheEvent, CacheEventKind, WatchCache};
 use serde_json::{Value, json};
 
+use crate::objects::{
+    controlled_by, controller_name, controller_reference, has_controller, is_active_pod,
+    ready_since, resource, revision_of,
+};
 use crate::queue::{self, Reconciler};
-
-fn resource(plural: &str, group: &str) -> Arc<Resource> {
-    Resource::builtin(resources::find_builtin(group, "v1", plural).expect("built in"))
-}
 
 /// The key of the ReplicaSet that controls `pod`, if one does.
 fn controller_key(pod: &Value, replicasets: &Resource) -> Option<String> {
     let namespace = pod.pointer("/metadata/namespace")?.as_str()?;
-    pod.pointer("/metadata/ownerReferences")?
-        .as_array()?
-        .iter()
-        .find(|r| r["controller"] == true && r["kind"] == "ReplicaSet")
-        .and_then(|r| r["name"].as_str())
-        .map(|name| replicasets.info.key(Some(namespace), name))
-}
-
-fn controlled_by(pod: &Value, uid: &str) -> bool {
-    pod.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter()
-                .any(|r| r["controller"] == true && r["uid"] == uid)
-        })
-}
-
-fn is_active(pod: &Value) -> bool {
-    pod.pointer("/metadata/deletionTimestamp").is_none()
-        && !matches!(
-            pod.pointer("/status/phase").and_then(Value::as_str),
-            Some("Succeeded" | "Failed")
-        )
-}
-
-/// The time the pod's Ready condition turned true, if it is true.
-fn ready_since(pod: &Value) -> Option<jiff::Timestamp> {
-    pod.pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready" && c["status"] == "True")
-        .map(|c| {
-            c["lastTransitionTime"]
-                .as_str()
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        })
+    controller_name(pod, "ReplicaSet").map(|name| replicasets.info.key(Some(namespace), name))
 }
 
 /// Deletion preference, lower first: unscheduled, pending, not ready, then the newest.
@@ -88,16 +51,12 @@ fn deletion_rank(pod: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>) {
 fn pod_from_template(rs: &Value) -> Value {
     let template = &rs["spec"]["template"];
     let name = rs["metadata"]["name"].as_str().unwrap_or_default();
+    let mut owner = controller_reference(rs);
+    owner["apiVersion"] = json!("apps/v1");
+    owner["kind"] = json!("ReplicaSet");
     let mut metadata = json!({
         "generateName": format!("{name}-"),
-        "ownerReferences": [{
-            "apiVersion": "apps/v1",
-            "kind": "ReplicaSet",
-            "name": name,
-            "uid": rs["metadata"]["uid"],
-            "controller": true,
-            "blockOwnerDeletion": true,
-        }],
+        "ownerReferences": [owner],
     });
     for field in ["labels", "annotations"] {
         if let Some(v) = template["metadata"].get(field) {
@@ -110,10 +69,13 @@ fn pod_from_template(rs: &Value) -> Value {
 struct ReplicaSets {
     replicasets: Arc<Resource>,
     pods: Arc<Resource>,
+    /// ReplicaSets to look at again when a ready pod turns available (minReadySeconds).
+    requeues: Vec<(String, Duration)>,
+    cache: Arc<WatchCache<StoredObject>>,
 }
 
 impl ReplicaSets {
-    async fn sync(&self, registry: &Registry, rs: &StoredObject) -> Result<(), String> {
+    async fn sync(&mut self, registry: &Registry, rs: &StoredObject) -> Result<(), String> {
         let value = rs.value();
         if value.pointer("/metadata/deletionTimestamp").is_some() {
             return Ok(());
@@ -122,6 +84,8 @@ impl ReplicaSets {
         let selector = LabelSelector::from_object(&value["spec"]["selector"])
             .map_err(|e| format!("selector: {e}"))?;
         let wanted = value["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
+        self.claim_pods(registry, &value, &namespace, &selector)
+            .await?;
         let prefix = format!("{}{namespace}/", self.pods.info.storage_prefix());
         let (pods, _) = registry.cache().list(&prefix);
         let mut owned: Vec<Value> = pods
@@ -129,7 +93,7 @@ impl ReplicaSets {
             .map(|p| p.value())
             .filter(|p| {
                 controlled_by(p, &rs.uid)
-                    && is_active(p)
+                    && is_active_pod(p)
                     && selector.matches(p.pointer("/metadata/labels").and_then(Value::as_object))
             })
             .collect();
@@ -178,8 +142,69 @@ impl ReplicaSets {
             .await
     }
 
-    async fn write_status(
+    /// Adopt the orphan pods the selector matches and release the owned pods it no longer
+    /// matches, as Kubernetes' controller reference manager does.
+    async fn claim_pods(
         &self,
+        registry: &Registry,
+        rs: &Value,
+        namespace: &str,
+        selector: &LabelSelector,
+    ) -> Result<(), String> {
+        let uid = rs["metadata"]["uid"].as_str().unwrap_or_default();
+        let prefix = format!("{}{namespace}/", self.pods.info.storage_prefix());
+        let (pods, _) = registry.cache().list(&prefix);
+        let mut last_revision = None;
+        for pod in pods.iter().map(|p| p.value()) {
+            let matches =
+                selector.matches(pod.pointer("/metadata/labels").and_then(Value::as_object));
+            let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+            let adopt = matches && !has_controller(&pod) && is_active_pod(&pod);
+            let release = !matches && controlled_by(&pod, uid);
+            if !adopt && !release {
+                continue;
+            }
+            let mut owner = controller_reference(rs);
+            owner["apiVersion"] = json!("apps/v1");
+            owner["kind"] = json!("ReplicaSet");
+            let written = registry
+                .read_modify_write(
+                    &self.pods,
+                    Some(namespace),
+                    name,
+                    None,
+                    &WriteOptions::default(),
+                    |current| {
+                        let mut next = current.clone();
+                        let refs = next["metadata"]["ownerReferences"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default();
+                        let mut refs: Vec<Value> =
+                            refs.into_iter().filter(|r| r["uid"] != uid).collect();
+                        if adopt && !has_controller(current) {
+                            refs.push(owner.clone());
+                        }
+                        next["metadata"]["ownerReferences"] = json!(refs);
+                        Ok(next)
+                    },
+                    None,
+                )
+                .await;
+            match written {
+                Ok(w) => last_revision = last_revision.max(revision_of(&w.object)),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(format!("claiming pod {name}: {}", e.message)),
+            }
+        }
+        if let Some(revision) = last_revision {
+            let _ = registry.cache().wait_for(revision).await;
+        }
+        Ok(())
+    }
+
+    async fn write_status(
+        &mut self,
         registry: &Registry,
         rs: &Value,
         namespace: &str,
@@ -197,7 +222,7 @@ impl ReplicaSets {
         let (mut replicas, mut labeled, mut ready, mut available) = (0, 0, 0, 0);
         for pod in pods.iter().map(|p| p.value()) {
             if !controlled_by(&pod, uid)
-                || !is_active(&pod)
+                || !is_active_pod(&pod)
                 || !selector.matches(pod.pointer("/metadata/labels").and_then(Value::as_object))
             {
                 continue;
@@ -212,8 +237,17 @@ impl ReplicaSets {
             }
             if let Some(since) = ready_since(&pod) {
                 ready += 1;
-                if now.duration_since(since).as_secs() >= min_ready {
+                let ready_for = now.duration_since(since).as_secs();
+                if ready_for >= min_ready {
                     available += 1;
+                } else {
+                    // No event announces that the pod has now been ready long enough.
+                    let key = self.replicasets.info.key(
+                        Some(namespace),
+                        rs["metadata"]["name"].as_str().unwrap_or_default(),
+                    );
+                    self.requeues
+                        .push((key, Duration::from_secs((min_ready - ready_for) as u64 + 1)));
                 }
             }
         }
@@ -267,13 +301,6 @@ impl ReplicaSets {
     }
 }
 
-fn revision_of(object: &Value) -> Option<maestro_store::Revision> {
-    object
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .and_then(|v| v.parse().ok())
-}
-
 impl Reconciler for ReplicaSets {
     fn keys_for(&mut self, event: &CacheEvent<StoredObject>) -> Vec<String> {
         if event
@@ -287,11 +314,33 @@ impl Reconciler for ReplicaSets {
             };
         }
         if event.key.starts_with(&self.pods.info.storage_prefix()) {
-            return controller_key(&event.object.value(), &self.replicasets)
+            let pod = event.object.value();
+            if has_controller(&pod) || !is_active_pod(&pod) {
+                return controller_key(&pod, &self.replicasets)
+                    .into_iter()
+                    .collect();
+            }
+            // An orphan: the ReplicaSets whose selector matches it may adopt it.
+            let labels = pod.pointer("/metadata/labels").and_then(Value::as_object);
+            let prefix = self
+                .replicasets
+                .info
+                .namespace_prefix(event.object.namespace.as_deref());
+            let (sets, _) = self.cache.list(&prefix);
+            return sets
                 .into_iter()
+                .filter(|rs| {
+                    LabelSelector::from_object(&rs.value()["spec"]["selector"])
+                        .is_ok_and(|s| !s.is_empty() && s.matches(labels))
+                })
+                .map(|rs| rs.key.clone())
                 .collect();
         }
         vec![]
+    }
+
+    fn take_requeues(&mut self) -> Vec<(String, Duration)> {
+        std::mem::take(&mut self.requeues)
     }
 
     fn resync_keys(&mut self, registry: &Registry) -> Vec<String> {
@@ -320,6 +369,8 @@ pub async fn run(registry: Arc<Registry>) {
     let controller = ReplicaSets {
         replicasets: resource("replicasets", "apps"),
         pods: resource("pods", ""),
+        requeues: Vec::new(),
+        cache: registry.cache().clone(),
     };
     queue::run(registry, "/registry/", controller, Duration::from_secs(30)).await;
 }

@@ -17,6 +17,7 @@ use maestro_apiserver::registry::{Resource, WriteOptions};
 use maestro_store::{CacheEvent, CacheEventKind};
 use serde_json::{Value, json};
 
+use crate::events::{self, EventType, Involved};
 use crate::queue::{self, Reconciler};
 
 fn resource(plural: &str) -> Arc<Resource> {
@@ -307,12 +308,11 @@ impl Scheduler {
                 let registry = registry.clone();
                 let (name, uid) = (pod.name.clone(), pod.uid.clone());
                 tokio::spawn(async move {
-                    record_event(
+                    events::record(
                         &registry,
-                        &namespace,
-                        &name,
-                        &uid,
-                        "Normal",
+                        "default-scheduler",
+                        &Involved::pod(&namespace, &name, &uid),
+                        EventType::Normal,
                         "Scheduled",
                         &format!("Successfully assigned {namespace}/{name} to {node}"),
                     )
@@ -327,78 +327,15 @@ impl Scheduler {
 }
 
 async fn record_failed(registry: &Registry, namespace: &str, pod: &str, uid: &str, message: &str) {
-    record_event(
+    events::record(
         registry,
-        namespace,
-        pod,
-        uid,
-        "Warning",
+        "default-scheduler",
+        &Involved::pod(namespace, pod, uid),
+        EventType::Warning,
         "FailedScheduling",
         message,
     )
     .await;
-}
-
-/// Record an event, or bump the count of the same event (same object, reason and message), as
-/// Kubernetes' event recorder aggregates repeats.
-async fn record_event(
-    registry: &Registry,
-    namespace: &str,
-    pod: &str,
-    uid: &str,
-    kind: &str,
-    reason: &str,
-    message: &str,
-) {
-    let events = resource("events");
-    let now = jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
-    let (existing, _) = registry
-        .cache()
-        .list(&events.info.namespace_prefix(Some(namespace)));
-    let same = existing.iter().find(|e| {
-        e.field("involvedObject.uid").as_deref() == Some(uid)
-            && e.field("reason").as_deref() == Some(reason)
-            && {
-                let v = e.value();
-                v["message"] == message
-            }
-    });
-    if let Some(event) = same {
-        let _ = registry
-            .read_modify_write(
-                &events,
-                Some(namespace),
-                &event.name,
-                None,
-                &WriteOptions::default(),
-                |current| {
-                    let mut next = current.clone();
-                    next["count"] = json!(current["count"].as_i64().unwrap_or(1) + 1);
-                    next["lastTimestamp"] = json!(now);
-                    Ok(next)
-                },
-                None,
-            )
-            .await;
-        return;
-    }
-    let event = json!({
-        "apiVersion": "v1", "kind": "Event",
-        // Named as Kubernetes' event recorder names them: `<object>.<unix nanos in hex>`.
-        "metadata": {"name": format!("{pod}.{:x}", jiff::Timestamp::now().as_nanosecond())},
-        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": namespace, "uid": uid},
-        "reason": reason, "message": message, "type": kind,
-        "source": {"component": "default-scheduler"},
-        "reportingComponent": "default-scheduler",
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    });
-    let _ = registry
-        .create(&events, Some(namespace), event, &WriteOptions::default())
-        .await;
 }
 
 impl Reconciler for Scheduler {
