@@ -202,6 +202,16 @@ struct ServerArgs {
     /// Seconds between the bookmarks sent to watches that allow them.
     #[arg(long, default_value_t = 60.0)]
     watch_bookmark_interval_seconds: f64,
+    /// Seconds a node may go without renewing its Lease or posting status before it is marked
+    /// Unknown and tainted unreachable.
+    #[arg(long, default_value_t = 12)]
+    node_monitor_grace_period_seconds: u64,
+    /// tolerationSeconds of the not-ready toleration every pod gets (Kubernetes: 300).
+    #[arg(long, default_value_t = 8)]
+    default_not_ready_toleration_seconds: i64,
+    /// tolerationSeconds of the unreachable toleration every pod gets (Kubernetes: 300).
+    #[arg(long, default_value_t = 8)]
+    default_unreachable_toleration_seconds: i64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -255,6 +265,10 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         watch_bookmark_interval: Duration::from_secs_f64(
             args.watch_bookmark_interval_seconds.max(0.1),
         ),
+        default_toleration_seconds: maestro_apiserver::registry::DefaultTolerationSeconds {
+            not_ready: args.default_not_ready_toleration_seconds.max(0),
+            unreachable: args.default_unreachable_toleration_seconds.max(0),
+        },
     };
     let server = maestro_apiserver::ApiServer::start(config)
         .await
@@ -277,6 +291,10 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         &server.credentials,
         identity,
         ipam,
+        maestro_controllers::node_lifecycle::NodeLifecycleConfig {
+            grace_period: Duration::from_secs(args.node_monitor_grace_period_seconds.max(1)),
+            ..Default::default()
+        },
     );
     if args.no_agent {
         tracing::info!("running without a node agent (--no-agent)");

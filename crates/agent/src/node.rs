@@ -13,9 +13,10 @@ use crate::{AgentConfig, AgentError, host};
 
 /// How often conditions are written.
 const STATUS_PERIOD: Duration = Duration::from_secs(10);
-/// How long the node Lease is valid; renewed every quarter of it, as the kubelet does.
-const LEASE_DURATION_SECONDS: i64 = 40;
-const LEASE_PERIOD: Duration = Duration::from_secs(10);
+/// How long the node Lease is valid; renewed every quarter of it, as the kubelet does. Shorter
+/// than the kubelet's 40 s so that the server's 12 s grace period spans three renewals.
+const LEASE_DURATION_SECONDS: i64 = 16;
+const LEASE_PERIOD: Duration = Duration::from_secs(4);
 
 /// Free memory below which the node reports MemoryPressure.
 const MEMORY_PRESSURE_BYTES: u64 = 100 * 1024 * 1024;

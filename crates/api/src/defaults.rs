@@ -186,12 +186,6 @@ fn str_of<'a>(m: &'a Map<String, Value>, key: &str) -> &'a str {
 
 // --- pods ------------------------------------------------------------------------------------
 
-/// Tolerations the DefaultTolerationSeconds admission plugin gives every pod.
-const DEFAULT_TOLERATION_KEYS: [&str; 2] = [
-    "node.kubernetes.io/not-ready",
-    "node.kubernetes.io/unreachable",
-];
-
 fn default_pod(obj: &mut Value) {
     let spec = ensure(obj, "spec");
     default_pod_spec(spec);
@@ -241,27 +235,8 @@ fn default_pod(obj: &mut Value) {
         default_val(s, "preemptionPolicy", json!("PreemptLowerPriority"));
     }
 
-    // The DefaultTolerationSeconds admission plugin.
-    let tolerations = s.entry("tolerations").or_insert_with(|| json!([]));
-    if !tolerations.is_array() {
-        *tolerations = json!([]);
-    }
-    let list = tolerations.as_array_mut().expect("just made an array");
-    for key in DEFAULT_TOLERATION_KEYS {
-        let tolerated = list.iter().any(|t| {
-            let t_key = t.get("key").and_then(Value::as_str).unwrap_or("");
-            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
-            (t_key == key || t_key.is_empty()) && (effect == "NoExecute" || effect.is_empty())
-        });
-        if !tolerated {
-            list.push(json!({
-                "key": key,
-                "operator": "Exists",
-                "effect": "NoExecute",
-                "tolerationSeconds": 300,
-            }));
-        }
-    }
+    // The DefaultTolerationSeconds admission plugin is the registry's: its seconds are
+    // server settings.
 
     // The strategy starts every pod Pending with its QoS class computed.
     let qos = pod_qos_class(spec);

@@ -234,7 +234,7 @@ pub async fn serve(
                 apply_delete_body(&mut opts, delete)?;
             }
             opts.dry_run = opts.dry_run || query.dry_run("DeleteOptions")?;
-            registry.delete(&res, ns, name, &opts).await?;
+            crate::eviction::evict(registry, &res, ns.unwrap_or("default"), name, &opts).await?;
             Ok(json_response(
                 201,
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),

@@ -9,6 +9,7 @@ pub mod conversion;
 pub mod crd;
 pub mod discovery;
 pub mod duplicates;
+pub mod eviction;
 pub mod handlers;
 pub mod insecure;
 pub mod metrics;
@@ -64,6 +65,8 @@ pub struct ApiServerConfig {
     pub service_cidr: service_ips::Cidr,
     /// How often watches that allow bookmarks get one.
     pub watch_bookmark_interval: std::time::Duration,
+    /// The not-ready and unreachable tolerations every pod gets.
+    pub default_toleration_seconds: registry::DefaultTolerationSeconds,
 }
 
 /// Why the server could not start.
@@ -109,6 +112,7 @@ impl ApiServer {
         };
         maestro_store::spawn_compactor(backend.clone(), config.compaction_interval);
         let registry = Registry::new(backend, config.service_cidr).await?;
+        registry.set_default_toleration_seconds(config.default_toleration_seconds);
         bootstrap::ensure_system_namespaces(&registry).await?;
         registry.repair_service_ips().await?;
         let listener =

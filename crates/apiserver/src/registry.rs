@@ -221,6 +221,27 @@ pub struct Registry {
     admission: tokio::sync::Semaphore,
     /// Serializes Service creation so that two Services never pick the same ClusterIP.
     service_ips: tokio::sync::Mutex<()>,
+    /// tolerationSeconds of the not-ready and unreachable tolerations every pod gets.
+    toleration_seconds: parking_lot::RwLock<DefaultTolerationSeconds>,
+}
+
+/// The DefaultTolerationSeconds admission plugin's settings: how long pods stay bound to a
+/// node that is not ready or unreachable before the node lifecycle controller evicts them.
+#[derive(Debug, Clone, Copy)]
+pub struct DefaultTolerationSeconds {
+    pub not_ready: i64,
+    pub unreachable: i64,
+}
+
+impl Default for DefaultTolerationSeconds {
+    /// Shorter than Kubernetes' 300 s, so that with the 12 s node grace period the pods of a
+    /// lost node are replaced within 30 s.
+    fn default() -> Self {
+        DefaultTolerationSeconds {
+            not_ready: 8,
+            unreachable: 8,
+        }
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -264,9 +285,50 @@ impl Registry {
                     .map_or(1, |n| n.get().saturating_sub(1).max(1)),
             ),
             service_ips: tokio::sync::Mutex::new(()),
+            toleration_seconds: parking_lot::RwLock::new(DefaultTolerationSeconds::default()),
         });
         registry.clone().spawn_crd_tracker();
         Ok(registry)
+    }
+
+    /// Set the tolerationSeconds that DefaultTolerationSeconds admission gives pods.
+    pub fn set_default_toleration_seconds(&self, seconds: DefaultTolerationSeconds) {
+        *self.toleration_seconds.write() = seconds;
+    }
+
+    /// Kubernetes' DefaultTolerationSeconds admission: a pod that does not tolerate the
+    /// not-ready or unreachable NoExecute taint gets a toleration of it for a while.
+    fn admit_default_tolerations(&self, res: &Resource, pod: &mut Value) {
+        if res.custom.is_some() || res.info.kind != "Pod" || !res.info.group.is_empty() {
+            return;
+        }
+        let seconds = *self.toleration_seconds.read();
+        let tolerations = pod["spec"]["tolerations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let tolerated = |key: &str| {
+            tolerations.iter().any(|t| {
+                let k = t["key"].as_str().unwrap_or_default();
+                let effect = t["effect"].as_str().unwrap_or_default();
+                (k == key || k.is_empty()) && (effect.is_empty() || effect == "NoExecute")
+            })
+        };
+        let mut added = tolerations.clone();
+        for (key, seconds) in [
+            ("node.kubernetes.io/not-ready", seconds.not_ready),
+            ("node.kubernetes.io/unreachable", seconds.unreachable),
+        ] {
+            if !tolerated(key) {
+                added.push(
+                    json!({"key": key, "operator": "Exists", "effect": "NoExecute",
+                    "tolerationSeconds": seconds}),
+                );
+            }
+        }
+        if added.len() != tolerations.len() && pod["spec"].is_object() {
+            pod["spec"]["tolerations"] = json!(added);
+        }
     }
 
     pub fn service_cidr(&self) -> Cidr {
@@ -1015,6 +1077,7 @@ impl Registry {
             let name = meta::name(&obj).to_string();
             self.admit_service_account(res, namespace, &name, &mut obj)
                 .await?;
+            self.admit_default_tolerations(res, &mut obj);
             self.validate(res, &obj, None)?;
             if opts.dry_run {
                 let key = res.info.key(namespace, &name);

@@ -1,7 +1,8 @@
 //! The reconciliation loops that run inside the server: garbage collection of dependents
 //! (Background, Foreground, Orphan), namespace lifecycle, the `default` ServiceAccount and
 //! `kube-root-ca.crt` ConfigMap of every namespace, cleanup of a deleted CRD's objects, pod
-//! CIDRs for nodes, a first scheduler, and the ReplicaSet and Deployment controllers.
+//! CIDRs for nodes, node lifecycle (heartbeats, taints, taint-based eviction), a first scheduler,
+//! the ReplicaSet and Deployment controllers, and PodDisruptionBudget status for the eviction API.
 //!
 //! Each loop follows the shared watch cache, marks the keys an event concerns as dirty and
 //! reconciles them: reconcilers look at the current state and converge, whatever the event was.
@@ -9,15 +10,18 @@
 
 mod crd_cleanup;
 mod deployment;
+mod disruption;
 pub mod events;
 mod garbage_collector;
 pub mod leader;
 mod namespaces;
 pub mod node_ipam;
+pub mod node_lifecycle;
 mod objects;
 mod queue;
 mod replicaset;
 pub mod scheduler;
+mod taints;
 mod writes;
 
 use std::sync::Arc;
@@ -33,6 +37,7 @@ pub fn start(
     credentials: &Credentials,
     identity: String,
     ipam: node_ipam::NodeIpam,
+    lifecycle: node_lifecycle::NodeLifecycleConfig,
 ) {
     let ca_pem = credentials.ca_cert_pem.clone();
     tokio::spawn(leader::run_while_leader(
@@ -44,8 +49,10 @@ pub fn start(
                 tokio::spawn(namespaces::run(registry.clone(), ca_pem.clone())),
                 tokio::spawn(crd_cleanup::run(registry.clone())),
                 tokio::spawn(node_ipam::run(registry.clone(), ipam)),
+                tokio::spawn(node_lifecycle::run(registry.clone(), lifecycle)),
                 tokio::spawn(replicaset::run(registry.clone())),
                 tokio::spawn(deployment::run(registry.clone())),
+                tokio::spawn(disruption::run(registry.clone())),
                 tokio::spawn(scheduler::run(registry)),
             ]
         },

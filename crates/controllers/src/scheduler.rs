@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::events::{self, EventType, Involved};
 use crate::queue::{self, Reconciler};
+use crate::taints::tolerates;
 
 fn resource(plural: &str) -> Arc<Resource> {
     Resource::builtin(resources::find_builtin("", "v1", plural).expect("built in"))
@@ -60,33 +61,6 @@ fn pod_requests(pod: &Value) -> BTreeMap<String, i128> {
         }
     }
     total
-}
-
-fn tolerates(pod: &Value, taint: &Value) -> bool {
-    let effect = taint["effect"].as_str().unwrap_or_default();
-    if effect == "PreferNoSchedule" {
-        return true;
-    }
-    pod.pointer("/spec/tolerations")
-        .and_then(Value::as_array)
-        .is_some_and(|ts| {
-            ts.iter().any(|t| {
-                let key_ok = match t["operator"].as_str().unwrap_or("Equal") {
-                    "Exists" => t["key"]
-                        .as_str()
-                        .is_none_or(|k| k.is_empty() || Some(k) == taint["key"].as_str()),
-                    _ => {
-                        t["key"] == taint["key"]
-                            && t["value"].as_str().unwrap_or_default()
-                                == taint["value"].as_str().unwrap_or_default()
-                    }
-                };
-                let effect_ok = t["effect"]
-                    .as_str()
-                    .is_none_or(|e| e.is_empty() || e == effect);
-                key_ok && effect_ok
-            })
-        })
 }
 
 fn node_selector_terms_match(pod: &Value, labels: &BTreeMap<String, String>) -> bool {

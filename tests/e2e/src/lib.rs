@@ -7,6 +7,7 @@
 //! This crate depends on no maestro crate, so maestro's own crates can use it in their tests.
 
 pub mod checker;
+pub mod hosts;
 pub mod image;
 pub mod node;
 pub mod registry;

@@ -47,6 +47,7 @@ impl RegistryAuth {
 #[derive(Debug)]
 pub struct Registry {
     child: Child,
+    address: String,
     port: u16,
     data: PathBuf,
     /// `--dest-creds` for our own pushes when the registry wants credentials.
@@ -57,6 +58,13 @@ impl Registry {
     /// Starts a registry whose config, log (`registry.log`) and storage (`registry-data/`) live
     /// in `dir`, and waits until it accepts connections.
     pub fn start(dir: &Path, auth: &RegistryAuth) -> Result<Registry> {
+        Self::start_on(dir, auth, "127.0.0.1")
+    }
+
+    /// [`Registry::start`] listening on `address` (an address of this machine that network
+    /// namespaces can reach, such as the gateway of [`crate::hosts::Hosts`]); images are named
+    /// after it.
+    pub fn start_on(dir: &Path, auth: &RegistryAuth, address: &str) -> Result<Registry> {
         let data = dir.join("registry-data");
         fs::create_dir_all(&data)?;
         let mut push_creds = None;
@@ -96,7 +104,7 @@ impl Registry {
             format!(
                 "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\n  secret: test\n{auth}",
+                 http:\n  addr: {address}:{port}\n  secret: test\n{auth}",
                 data.display()
             ),
         )?;
@@ -112,12 +120,13 @@ impl Registry {
         // From here on, Drop kills it whatever happens.
         let mut registry = Registry {
             child,
+            address: address.to_string(),
             port,
             data,
             push_creds,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect((address, port)).is_err() {
             if let Some(status) = registry.child.try_wait()? {
                 anyhow::bail!(
                     "docker-registry exited with {status}: {}",
@@ -133,9 +142,10 @@ impl Registry {
         Ok(registry)
     }
 
-    /// `127.0.0.1:<port>`: the registry part of image names.
+    /// `<address>:<port>` (`127.0.0.1:<port>` unless started on another address): the
+    /// registry part of image names.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.address, self.port)
     }
 
     pub fn port(&self) -> u16 {

@@ -577,9 +577,9 @@ impl Worker {
                 })?;
                 let uid = self.uid.clone();
                 let existing = network.lookup(&uid).filter(|_| {
-                    Path::new("/sys/class/net")
-                        .join(maestro_net::pod_network::naming::host_veth_name(&uid))
-                        .exists()
+                    maestro_net::pod_network::naming::link_exists(
+                        &maestro_net::pod_network::naming::host_veth_name(&uid),
+                    )
                 });
                 let ip = match existing {
                     Some(ip) => ip,

@@ -287,13 +287,7 @@ fn pods_read_back_like_kubernetes() {
                 "serviceAccountName": "default",
                 "serviceAccount": "default",
                 "priority": 0,
-                "preemptionPolicy": "PreemptLowerPriority",
-                "tolerations": [
-                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists",
-                        "effect": "NoExecute", "tolerationSeconds": 300},
-                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
-                        "effect": "NoExecute", "tolerationSeconds": 300},
-                ]},
+                "preemptionPolicy": "PreemptLowerPriority"},
             "status": {"phase": "Pending", "qosClass": "BestEffort"}})
     );
 }

@@ -119,6 +119,17 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     hash
 }
 
+/// Whether a network interface of this name exists in the caller's network namespace.
+/// (`/sys/class/net` would show the namespace sysfs was mounted in, which differs for an agent
+/// started with `nsenter --net`.)
+pub fn link_exists(name: &str) -> bool {
+    std::fs::read_to_string("/proc/self/net/dev").is_ok_and(|dev| {
+        dev.lines()
+            .filter_map(|l| l.split_once(':'))
+            .any(|(ifname, _)| ifname.trim() == name)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

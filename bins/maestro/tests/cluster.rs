@@ -1,0 +1,476 @@
+//! A real three-node cluster on one machine: the server in the root network namespace and
+//! three `maestro agent`s, each in a network namespace of its own joined to a bridge
+//! (`maestro_e2e::hosts`), running the checker image from a registry on the bridge's address.
+//! Driven by kubectl as a user would: rollouts, scaling, drain with a PodDisruptionBudget, a
+//! node lost with its agent killed, NoExecute taints.
+//!
+//! Needs root, runc, nsenter, iproute2 and the test packages; everything is removed on drop.
+
+use std::time::{Duration, Instant};
+
+use maestro_e2e::hosts::{AgentSetup, Hosts};
+use maestro_e2e::registry::{Registry, RegistryAuth};
+use maestro_e2e::{Cluster, Kubectl, checker, eventually, free_port};
+use serde_json::Value;
+
+/// The cluster, its hosts and the registry (dropped in this order: agents first).
+struct ThreeNodes {
+    hosts: Hosts,
+    cluster: Cluster,
+    _registry: Registry,
+    image: String,
+    setup: AgentSetup,
+    _dir: tempfile::TempDir,
+}
+
+fn three_nodes() -> ThreeNodes {
+    let dir = tempfile::Builder::new()
+        .prefix("maestro-hosts-")
+        .tempdir()
+        .unwrap();
+    let tag = free_port();
+    let hosts = Hosts::create(dir.path(), tag, 3).expect("creating the hosts");
+    let gateway = hosts.gateway.to_string();
+    let cluster = Cluster::start_with(
+        env!("CARGO_BIN_EXE_maestro"),
+        Kubectl::v1_33(),
+        &[
+            "--bind-address",
+            "0.0.0.0",
+            "--tls-san",
+            &gateway,
+            "--cluster-cidr",
+            &format!("10.{}.0.0/16", 100 + tag % 100),
+        ],
+    );
+    let registry =
+        Registry::start_on(&dir.path().join("registry"), &RegistryAuth::None, &gateway).unwrap();
+    let image = checker::image()
+        .unwrap()
+        .build(&dir.path().join("layout"), "1")
+        .unwrap();
+    let image = registry.push_image(&image, "checker:1").unwrap();
+    let token = maestro_e2e::run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_maestro"))
+            .args(["token", "create", "--data-dir"])
+            .arg(cluster.data_dir()),
+    )
+    .unwrap();
+    let setup = AgentSetup {
+        binary: env!("CARGO_BIN_EXE_maestro").into(),
+        server: format!("https://{gateway}:{}", cluster.port),
+        token: token.trim().to_string(),
+        insecure_registries: vec![registry.host()],
+    };
+    let mut nodes = ThreeNodes {
+        hosts,
+        cluster,
+        _registry: registry,
+        image,
+        setup,
+        _dir: dir,
+    };
+    for i in 0..3 {
+        nodes.hosts.start_agent(i, &nodes.setup).unwrap();
+    }
+    assert!(
+        eventually(Duration::from_secs(60), || nodes.ready_nodes().len() == 3),
+        "three nodes did not become Ready:\n{}\n{}",
+        nodes.cluster.ok(&["get", "nodes"]),
+        nodes.hosts.hosts[0].log()
+    );
+    nodes
+}
+
+impl ThreeNodes {
+    fn apply(&self, yaml: &str) {
+        self.cluster.ok_stdin(
+            &["apply", "-f", "-"],
+            Some(&yaml.replace("IMAGE", &self.image)),
+        );
+    }
+
+    fn ready_nodes(&self) -> Vec<String> {
+        let out = self.cluster.run(&["get", "nodes", "-o", "json"]);
+        let Ok(list) = serde_json::from_slice::<Value>(&out.stdout) else {
+            return Vec::new();
+        };
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| condition(n, "Ready") == Some("True"))
+            .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The pods with this label that are not being deleted.
+    fn live_pods(&self, selector: &str) -> Vec<Value> {
+        let out = self
+            .cluster
+            .run(&["get", "pods", "-l", selector, "-o", "json"]);
+        let Ok(list) = serde_json::from_slice::<Value>(&out.stdout) else {
+            return Vec::new();
+        };
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .cloned()
+            .collect()
+    }
+
+    fn debug(&self) -> String {
+        format!(
+            "{}\n--- server log tail ---\n{}",
+            self.cluster
+                .run(&["get", "nodes,deploy,rs,pods,pdb", "-o", "wide"])
+                .stdout
+                .iter()
+                .map(|b| *b as char)
+                .collect::<String>(),
+            tail(&self.cluster.log(), 30)
+        )
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn condition<'a>(object: &'a Value, kind: &str) -> Option<&'a str> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)?["status"]
+        .as_str()
+}
+
+fn node_of(pod: &Value) -> String {
+    pod["spec"]["nodeName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn ready(pod: &Value) -> bool {
+    condition(pod, "Ready") == Some("True")
+}
+
+/// Counts ready pods of a selector in the background until stopped; returns the lowest count.
+struct ReadyWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl ReadyWatch {
+    fn start(cluster: &Cluster, selector: &str) -> ReadyWatch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (kubectl, kubeconfig, selector) = (
+            cluster.kubectl.path.clone(),
+            cluster.kubeconfig(),
+            selector.to_string(),
+        );
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut lowest = usize::MAX;
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = std::process::Command::new(&kubectl)
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(["get", "pods", "-l", &selector, "-o", "json"])
+                    .output()
+                    .unwrap();
+                if let Ok(list) = serde_json::from_slice::<Value>(&out.stdout) {
+                    let count = list["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|p| ready(p))
+                        .count();
+                    lowest = lowest.min(count);
+                }
+            }
+            lowest
+        });
+        ReadyWatch { stop, thread }
+    }
+
+    fn lowest(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
+
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 6
+  selector: {matchLabels: {app: web}}
+  strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 1}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: IMAGE
+        args: ["serve", "8080"]
+        env: [{name: VERSION, value: "1"}]
+        readinessProbe: {httpGet: {path: /readyz, port: 8080}, periodSeconds: 1}
+"#;
+
+/// Rollouts, scaling and drain on three nodes, as on Kubernetes: the pods spread over the
+/// nodes; `rollout status` follows a rolling update that never goes below replicas -
+/// maxUnavailable ready pods, and `rollout undo` returns to the first template; `scale` resizes;
+/// `drain` is refused while a PodDisruptionBudget would be violated and goes through (never
+/// below the budget) once it allows, leaving the node cordoned with none of the pods;
+/// `uncordon` makes it schedulable again.
+#[test]
+fn three_nodes_roll_out_scale_and_drain() {
+    let nodes = three_nodes();
+    let c = &nodes.cluster;
+    nodes.apply(WEB);
+    let status = c.ok(&["rollout", "status", "deploy/web", "--timeout=120s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let mut spread: Vec<String> = nodes.live_pods("app=web").iter().map(node_of).collect();
+    spread.sort();
+    spread.dedup();
+    assert_eq!(spread.len(), 3, "pods not spread: {}", nodes.debug());
+
+    // A rolling update watched from the side, then undone.
+    let watch = ReadyWatch::start(c, "app=web");
+    c.ok(&["set", "env", "deploy/web", "VERSION=2"]);
+    let status = c.ok(&["rollout", "status", "deploy/web", "--timeout=120s"]);
+    let lowest = watch.lowest();
+    assert!(status.contains("successfully rolled out"), "{status}");
+    assert!(
+        lowest >= 5,
+        "ready pods fell to {lowest} with maxUnavailable 1"
+    );
+    c.ok(&["rollout", "undo", "deploy/web"]);
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=120s"]);
+    let versions: Vec<String> = nodes
+        .live_pods("app=web")
+        .iter()
+        .map(|p| {
+            p["spec"]["containers"][0]["env"][0]["value"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(versions, vec!["1"; 6], "{}", nodes.debug());
+
+    c.ok(&["scale", "deploy/web", "--replicas=3"]);
+    assert!(
+        eventually(Duration::from_secs(60), || nodes.live_pods("app=web").len()
+            == 3),
+        "{}",
+        nodes.debug()
+    );
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+
+    // A budget that allows no disruption: drain is refused with the budget's reason.
+    c.ok(&[
+        "create",
+        "pdb",
+        "web",
+        "--selector=app=web",
+        "--min-available=3",
+    ]);
+    let victim = node_of(&nodes.live_pods("app=web")[0]);
+    let refused = c.run(&["drain", &victim, "--ignore-daemonsets", "--timeout=8s"]);
+    let text = String::from_utf8_lossy(&refused.stderr).to_string()
+        + &String::from_utf8_lossy(&refused.stdout);
+    assert!(!refused.status.success(), "{text}");
+    assert!(
+        text.contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{text}"
+    );
+    assert_eq!(nodes.live_pods("app=web").len(), 3);
+
+    // One disruption at a time allowed: the drain completes without going below it.
+    c.ok(&[
+        "patch",
+        "pdb",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minAvailable":2}}"#,
+    ]);
+    let watch = ReadyWatch::start(c, "app=web");
+    let drained = c.ok(&["drain", &victim, "--ignore-daemonsets", "--timeout=120s"]);
+    let lowest = watch.lowest();
+    assert!(
+        drained.contains(&format!("node/{victim} drained")),
+        "{drained}"
+    );
+    assert!(
+        lowest >= 2,
+        "ready pods fell to {lowest} under a budget of 2"
+    );
+    let node = c.json(&["get", "node", &victim]);
+    assert_eq!(node["spec"]["unschedulable"], true);
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            let pods = nodes.live_pods("app=web");
+            pods.len() == 3 && pods.iter().all(|p| node_of(p) != victim && ready(p))
+        }),
+        "{}",
+        nodes.debug()
+    );
+    let listed = c.ok(&["get", "node", &victim, "--no-headers"]);
+    assert!(listed.contains("SchedulingDisabled"), "{listed}");
+
+    c.ok(&["uncordon", &victim]);
+    let node = c.json(&["get", "node", &victim]);
+    assert!(node["spec"]["unschedulable"].is_null() || node["spec"]["unschedulable"] == false);
+    c.ok(&["scale", "deploy/web", "--replicas=6"]);
+    assert!(
+        eventually(Duration::from_secs(60), || nodes
+            .live_pods("app=web")
+            .iter()
+            .any(|p| node_of(p) == victim)),
+        "nothing was scheduled on the uncordoned node: {}",
+        nodes.debug()
+    );
+}
+
+/// A node whose agent is killed is marked Unknown and tainted unreachable; its pods are
+/// replaced on the other nodes within 30 s (12 s grace period + 8 s default toleration). A
+/// NoExecute taint evicts the pods that do not tolerate it and keeps the one that does. When
+/// the agent comes back the node is Ready and untainted again.
+#[test]
+fn a_lost_node_s_pods_come_back_elsewhere() {
+    let mut nodes = three_nodes();
+    nodes.apply(&WEB.replace("replicas: 6", "replicas: 3"));
+    nodes
+        .cluster
+        .ok(&["rollout", "status", "deploy/web", "--timeout=120s"]);
+    let before = nodes.live_pods("app=web");
+    let victim = node_of(&before[0]);
+    let index = nodes
+        .hosts
+        .hosts
+        .iter()
+        .position(|h| h.name == victim)
+        .unwrap();
+    let lost: Vec<String> = before
+        .iter()
+        .filter(|p| node_of(p) == victim)
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+
+    nodes.hosts.hosts[index].kill_agent();
+    let killed = Instant::now();
+    let replaced = eventually(Duration::from_secs(30), || {
+        let pods = nodes.live_pods("app=web");
+        pods.len() == 3
+            && pods.iter().all(|p| {
+                let node = node_of(p);
+                !node.is_empty() && node != victim
+            })
+    });
+    let took = killed.elapsed();
+    assert!(replaced, "not replaced within 30 s: {}", nodes.debug());
+    eprintln!("pods of the lost node replaced elsewhere after {took:?}");
+    let c = &nodes.cluster;
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            let pods = nodes.live_pods("app=web");
+            pods.len() == 3 && pods.iter().all(ready)
+        }),
+        "{}",
+        nodes.debug()
+    );
+    let node = c.json(&["get", "node", &victim]);
+    assert_eq!(condition(&node, "Ready"), Some("Unknown"), "{node}");
+    let taints = node["spec"]["taints"].to_string();
+    assert!(
+        taints.contains("node.kubernetes.io/unreachable"),
+        "{taints}"
+    );
+    for name in &lost {
+        let pod = c.json(&["get", "pod", name]);
+        assert!(!pod["metadata"]["deletionTimestamp"].is_null(), "{pod}");
+        assert_eq!(condition(&pod, "Ready"), Some("False"), "{pod}");
+    }
+    let events = c.ok(&["get", "events", "-A", "-o", "custom-columns=REASON:.reason"]);
+    assert!(events.contains("TaintManagerEviction"), "{events}");
+    assert!(events.contains("NodeNotReady"), "{events}");
+
+    // A NoExecute taint: pods that do not tolerate it go, the one that does stays.
+    let tainted = nodes
+        .ready_nodes()
+        .into_iter()
+        .find(|n| *n != victim)
+        .unwrap();
+    nodes.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: tolerant, labels: {{app: tolerant}}}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {tainted}}}
+  terminationGracePeriodSeconds: 1
+  tolerations: [{{key: dedicated, operator: Exists, effect: NoExecute}}]
+  containers: [{{name: app, image: IMAGE, args: ["sleep"]}}]
+"#
+    ));
+    assert!(
+        eventually(Duration::from_secs(60), || nodes
+            .live_pods("app=tolerant")
+            .first()
+            .is_some_and(|p| p["status"]["phase"] == "Running")),
+        "{}",
+        nodes.debug()
+    );
+    c.ok(&["taint", "node", &tainted, "dedicated=db:NoExecute"]);
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            let pods = nodes.live_pods("app=web");
+            pods.len() == 3
+                && pods
+                    .iter()
+                    .all(|p| node_of(p) != tainted && node_of(p) != victim)
+        }),
+        "{}",
+        nodes.debug()
+    );
+    let tolerant = c.json(&["get", "pod", "tolerant"]);
+    assert!(
+        tolerant["metadata"]["deletionTimestamp"].is_null(),
+        "{tolerant}"
+    );
+    c.ok(&["taint", "node", &tainted, "dedicated=db:NoExecute-"]);
+
+    // The agent is back: the node is Ready and loses the unreachable taints.
+    let setup = nodes.setup.clone();
+    nodes.hosts.start_agent(index, &setup).unwrap();
+    let c = &nodes.cluster;
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            let node = c.json(&["get", "node", &victim]);
+            condition(&node, "Ready") == Some("True")
+                && !node["spec"]["taints"].to_string().contains("unreachable")
+        }),
+        "{}\n{}",
+        nodes.debug(),
+        nodes.hosts.hosts[index].log()
+    );
+    // Its old pods, deleted while it was away, are stopped and removed.
+    assert!(
+        eventually(Duration::from_secs(60), || lost.iter().all(|name| c
+            .run(&["get", "pod", name])
+            .status
+            .code()
+            == Some(1))),
+        "{}",
+        nodes.debug()
+    );
+}

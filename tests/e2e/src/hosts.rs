@@ -1,0 +1,173 @@
+//! Several machines on one: each host is a network namespace joined by a veth to a bridge in
+//! the root namespace, whose address (the gateway) is where the server and the registry listen.
+//! A real `maestro agent` runs in each host (`nsenter --net`: only the network is separate, so
+//! its mounts and cgroups stay visible to the cleanup), with its own [`NodeSandbox`]. The
+//! namespaces have no route beyond the bridge, so nothing they send can leave the machine.
+//!
+//! Dropping [`Hosts`] kills the agents and removes every container, mount and cgroup of every
+//! host, then the namespaces (with the pod bridges and veths inside them) and the bridge.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result};
+
+use crate::node::NodeSandbox;
+use crate::run;
+
+/// One host: a network namespace with an address on the shared bridge and an agent.
+#[derive(Debug)]
+pub struct Host {
+    /// The node's name in the cluster.
+    pub name: String,
+    pub netns: String,
+    pub ip: Ipv4Addr,
+    pub sandbox: NodeSandbox,
+    log: PathBuf,
+    agent: Option<Child>,
+}
+
+impl Host {
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL the agent (its containers keep running, as on a machine whose agent crashed).
+    pub fn kill_agent(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the agent process is running.
+    pub fn agent_running(&mut self) -> bool {
+        self.agent
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+}
+
+/// The agent settings every host shares.
+#[derive(Debug, Clone)]
+pub struct AgentSetup {
+    pub binary: PathBuf,
+    /// The API server as the hosts reach it (`https://<gateway>:<port>`).
+    pub server: String,
+    pub token: String,
+    /// Registries the agents may reach over plain HTTP (`host:port`).
+    pub insecure_registries: Vec<String>,
+}
+
+/// A set of hosts on one bridge.
+#[derive(Debug)]
+pub struct Hosts {
+    pub bridge: String,
+    pub gateway: Ipv4Addr,
+    pub hosts: Vec<Host>,
+}
+
+fn ip(args: &[&str]) -> Result<String> {
+    run(Command::new("ip").args(args))
+}
+
+impl Hosts {
+    /// Create `count` hosts named `node-1`.. below `dir`; `tag` (a port number of the test)
+    /// keeps interface, namespace and cgroup names apart from other tests'.
+    pub fn create(dir: &Path, tag: u16, count: usize) -> Result<Hosts> {
+        let bridge = format!("mh{tag}");
+        let gateway = Ipv4Addr::new(10, 251, (tag % 250) as u8, 1);
+        let mut hosts = Hosts {
+            bridge: bridge.clone(),
+            gateway,
+            hosts: Vec::new(),
+        };
+        // From here on, Drop removes whatever was made.
+        ip(&["link", "add", &bridge, "type", "bridge"])?;
+        ip(&["addr", "add", &format!("{gateway}/24"), "dev", &bridge])?;
+        ip(&["link", "set", &bridge, "up"])?;
+        for i in 1..=count {
+            let netns = format!("mh{tag}-{i}");
+            let host_ip = Ipv4Addr::new(10, 251, (tag % 250) as u8, 10 + i as u8);
+            let outer = format!("mh{tag}v{i}");
+            let dir = dir.join(format!("node-{i}"));
+            std::fs::create_dir_all(&dir)?;
+            let sandbox = NodeSandbox {
+                run_dir: dir.join("run"),
+                cgroup_root: format!("/maestro-e2e-{tag}-{i}"),
+                bridge: format!("mb{tag}n{i}"),
+                cluster_cidr: String::new(),
+                agent_data: dir.join("agent"),
+            };
+            ip(&["netns", "add", &netns])?;
+            hosts.hosts.push(Host {
+                name: format!("node-{i}"),
+                netns: netns.clone(),
+                ip: host_ip,
+                sandbox,
+                log: dir.join("agent.log"),
+                agent: None,
+            });
+            ip(&[
+                "link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &netns,
+            ])?;
+            ip(&["link", "set", &outer, "master", &bridge, "up"])?;
+            ip(&[
+                "-n",
+                &netns,
+                "addr",
+                "add",
+                &format!("{host_ip}/24"),
+                "dev",
+                "eth0",
+            ])?;
+            ip(&["-n", &netns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &netns, "link", "set", "lo", "up"])?;
+        }
+        Ok(hosts)
+    }
+
+    /// Start the agent of host `index` (again, after [`Host::kill_agent`]).
+    pub fn start_agent(&mut self, index: usize, setup: &AgentSetup) -> Result<()> {
+        let host = &mut self.hosts[index];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&host.log)?;
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", host.netns))
+            .arg(&setup.binary)
+            .args(["agent", "--server", &setup.server, "--token", &setup.token])
+            .args(["--node-name", &host.name, "--node-ip", &host.ip.to_string()])
+            .arg("--data-dir")
+            .arg(&host.sandbox.agent_data)
+            .arg("--run-dir")
+            .arg(&host.sandbox.run_dir)
+            .args(["--cgroup-root", &host.sandbox.cgroup_root])
+            .args(["--bridge", &host.sandbox.bridge]);
+        for registry in &setup.insecure_registries {
+            cmd.args(["--insecure-registry", registry]);
+        }
+        let child = cmd
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting an agent under nsenter")?;
+        host.agent = Some(child);
+        Ok(())
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for host in &mut self.hosts {
+            host.kill_agent();
+            host.sandbox.cleanup();
+            let _ = ip(&["netns", "del", &host.netns]);
+        }
+        let _ = ip(&["link", "del", &self.bridge]);
+    }
+}
