@@ -2,7 +2,8 @@
 //! (durable creates under 64 clients, GET latency idle and under that load, LIST of 10,000 pods,
 //! watch fan-out to 1,000 watchers, server memory) and writes the figures as markdown.
 //! `--suite pods` measures the node instead: pod start latency beside `docker run` and
-//! `podman run`, and the agent's memory (see `pods.rs`).
+//! `podman run`, and the agent's memory (see `pods.rs`). `--suite scheduler` measures
+//! scheduling and a large Deployment on simulated nodes (see `scheduling.rs`).
 //!
 //! It starts both servers itself, each with its own temporary data directory on loopback ports,
 //! one after the other so they never compete for the CPU, and kills them by PID when done.
@@ -15,6 +16,7 @@ mod payload;
 mod pods;
 mod procs;
 mod report;
+mod scheduling;
 mod stats;
 
 use std::path::PathBuf;
@@ -48,6 +50,15 @@ struct Cli {
     /// Pods suite: skip docker and podman.
     #[arg(long)]
     no_peers: bool,
+    /// Scheduler suite: simulated nodes.
+    #[arg(long, default_value_t = 5_000)]
+    sim_nodes: usize,
+    /// Scheduler suite: pods per throughput scenario.
+    #[arg(long, default_value_t = 10_000)]
+    sched_pods: usize,
+    /// Scheduler suite: replicas of the large Deployment (0: skip it).
+    #[arg(long, default_value_t = 10_000)]
+    replicas: usize,
     /// The maestro binary to measure (build it with --release).
     #[arg(long, default_value = "target/release/maestro")]
     maestro: PathBuf,
@@ -94,6 +105,7 @@ struct Cli {
 enum Suite {
     Api,
     Pods,
+    Scheduler,
 }
 
 /// What every system's run shares.
@@ -152,6 +164,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("maestro binary {}", cli.maestro.display()))?;
     if cli.suite == Suite::Pods {
         return run_pods(&cli, &maestro_bin, started).await;
+    }
+    if cli.suite == Suite::Scheduler {
+        return run_scheduler(&cli, &maestro_bin, started).await;
     }
     if !cli.no_etcd {
         etcd::ensure_installed(&cli.etcd)?;
@@ -224,6 +239,41 @@ async fn run_pods(
     println!("{text}");
     let output = if cli.output == std::path::Path::new("target/maestro-bench.md") {
         PathBuf::from("target/maestro-bench-pods.md")
+    } else {
+        cli.output.clone()
+    };
+    if let Some(dir) = output.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&output, &text).with_context(|| format!("writing {}", output.display()))?;
+    progress(&format!("report written to {}", output.display()));
+    Ok(())
+}
+
+async fn run_scheduler(
+    cli: &Cli,
+    maestro_bin: &std::path::Path,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let mut machine =
+        machine::Machine::probe(maestro_bin, &cli.etcd, &cli.kubectl, &std::env::temp_dir());
+    let cfg = scheduling::SchedulerConfig {
+        nodes: cli.sim_nodes,
+        pods: cli.sched_pods,
+        replicas: cli.replicas,
+        clients: cli.clients,
+    };
+    let report = scheduling::run(maestro_bin, &cfg, cli.replicas > 0).await?;
+    machine.load_end = machine::load_average();
+    let text = format!(
+        "{}\n{}\nRun took {:.0} s.\n",
+        machine.markdown(),
+        scheduling::render(&report, &cfg),
+        started.elapsed().as_secs_f64(),
+    );
+    println!("{text}");
+    let output = if cli.output == std::path::Path::new("target/maestro-bench.md") {
+        PathBuf::from("target/maestro-bench-scheduler.md")
     } else {
         cli.output.clone()
     };

@@ -79,12 +79,32 @@ struct AgentArgs {
     /// The join token from `maestro token create`.
     #[arg(long, env = "MAESTRO_TOKEN")]
     token: String,
-    /// This node's name (default: the host name).
+    /// This node's name (default: the host name). With --simulate, the prefix of the
+    /// simulated nodes' names.
     #[arg(long)]
     node_name: Option<String>,
     /// Where the agent keeps images, containers and pod state.
     #[arg(long, default_value = "/var/lib/maestro-agent")]
     data_dir: PathBuf,
+    /// SCALE TESTING ONLY: instead of being a node, register N simulated nodes
+    /// (`<node-name>-sim-00001`...) that heartbeat like real ones and report the pods bound to
+    /// them Running without starting any container. For testing the control plane at scale
+    /// (like kwok or kubemark); never on a cluster that runs real workloads.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(maestro_agent::simulate::MAX_NODES))
+    )]
+    simulate: Option<u32>,
+    /// With --simulate: seconds between renewals of each simulated node's Lease (spread over
+    /// the nodes).
+    #[arg(
+        long,
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..),
+        requires = "simulate"
+    )]
+    simulate_lease_seconds: u64,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -212,6 +232,13 @@ struct ServerArgs {
     /// tolerationSeconds of the unreachable toleration every pod gets (Kubernetes: 300).
     #[arg(long, default_value_t = 8)]
     default_unreachable_toleration_seconds: i64,
+    /// A KubeSchedulerConfiguration file (kubescheduler.config.k8s.io/v1) with the scheduler's
+    /// profiles; without it, one `default-scheduler` profile with the default plugins.
+    #[arg(long)]
+    scheduler_config: Option<PathBuf>,
+    /// Run no scheduler (pods stay Pending unless something else binds them).
+    #[arg(long)]
+    disable_scheduler: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -243,6 +270,17 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    // A bad scheduler configuration stops the server before it serves anything.
+    let scheduler_profiles = if args.disable_scheduler {
+        tracing::info!("running without a scheduler (--disable-scheduler)");
+        None
+    } else {
+        Some(match &args.scheduler_config {
+            Some(path) => maestro_controllers::scheduler::config::load(path)
+                .with_context(|| format!("--scheduler-config {}", path.display()))?,
+            None => maestro_controllers::scheduler::default_profiles(),
+        })
+    };
     let store = if args.etcd_servers.is_empty() {
         maestro_apiserver::StoreConfig::Embedded
     } else {
@@ -295,6 +333,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             grace_period: Duration::from_secs(args.node_monitor_grace_period_seconds.max(1)),
             ..Default::default()
         },
+        scheduler_profiles,
     );
     if args.no_agent {
         tracing::info!("running without a node agent (--no-agent)");
@@ -354,6 +393,36 @@ fn server_identity(data_dir: &std::path::Path) -> anyhow::Result<String> {
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    if let Some(nodes) = args.simulate {
+        // Simulated nodes for scale testing, joined with the same token as a real agent. The
+        // node settings that make sense for a fake node (pods, reserved resources) apply to
+        // each; the rest (runtime, directories, network) have nothing to act on.
+        let capacity = maestro_agent::simulate::Capacity {
+            pods: args.node.max_pods,
+            reserved_cpu_millis: args.node.reserved_cpu_millis,
+            reserved_memory_bytes: args.node.reserved_memory_mib * 1024 * 1024,
+            ..Default::default()
+        };
+        let config = maestro_agent::simulate::SimulationConfig {
+            server: args.server.clone(),
+            credentials: maestro_agent::client::Credentials::Join(args.token.clone()),
+            prefix: args
+                .node_name
+                .clone()
+                .unwrap_or_else(maestro_agent::host::hostname),
+            nodes,
+            lease_period: Duration::from_secs(args.simulate_lease_seconds),
+            capacity,
+        };
+        eprintln!(
+            "maestro agent: SIMULATION MODE (scale testing) - {nodes} simulated nodes named \
+             {}-sim-NNNNN; no container will run",
+            config.prefix
+        );
+        return maestro_agent::simulate::run(config)
+            .await
+            .context("the node simulator stopped");
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let config = maestro_agent::AgentConfig {

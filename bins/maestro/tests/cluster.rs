@@ -24,6 +24,11 @@ struct ThreeNodes {
 }
 
 fn three_nodes() -> ThreeNodes {
+    three_nodes_with(&[])
+}
+
+/// [`three_nodes`] with extra server arguments.
+fn three_nodes_with(server_args: &[&str]) -> ThreeNodes {
     let dir = tempfile::Builder::new()
         .prefix("maestro-hosts-")
         .tempdir()
@@ -31,18 +36,17 @@ fn three_nodes() -> ThreeNodes {
     let tag = free_port();
     let hosts = Hosts::create(dir.path(), tag, 3).expect("creating the hosts");
     let gateway = hosts.gateway.to_string();
-    let cluster = Cluster::start_with(
-        env!("CARGO_BIN_EXE_maestro"),
-        Kubectl::v1_33(),
-        &[
-            "--bind-address",
-            "0.0.0.0",
-            "--tls-san",
-            &gateway,
-            "--cluster-cidr",
-            &format!("10.{}.0.0/16", 100 + tag % 100),
-        ],
-    );
+    let cidr = format!("10.{}.0.0/16", 100 + tag % 100);
+    let mut args = vec![
+        "--bind-address",
+        "0.0.0.0",
+        "--tls-san",
+        &gateway,
+        "--cluster-cidr",
+        &cidr,
+    ];
+    args.extend_from_slice(server_args);
+    let cluster = Cluster::start_with(env!("CARGO_BIN_EXE_maestro"), Kubectl::v1_33(), &args);
     let registry =
         Registry::start_on(&dir.path().join("registry"), &RegistryAuth::None, &gateway).unwrap();
     let image = checker::image()
@@ -119,6 +123,24 @@ impl ThreeNodes {
             .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
             .cloned()
             .collect()
+    }
+
+    /// `kubectl rollout status`, failing with the cluster's state if it does not complete.
+    fn rollout(&self, deployment: &str) -> String {
+        let out = self.cluster.run(&[
+            "rollout",
+            "status",
+            &format!("deploy/{deployment}"),
+            "--timeout=120s",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "rollout of {deployment} did not finish: {text}{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.debug()
+        );
+        text
     }
 
     fn debug(&self) -> String {
@@ -419,7 +441,7 @@ spec:
   nodeSelector: {{kubernetes.io/hostname: {tainted}}}
   terminationGracePeriodSeconds: 1
   tolerations: [{{key: dedicated, operator: Exists, effect: NoExecute}}]
-  containers: [{{name: app, image: IMAGE, args: ["sleep"]}}]
+  containers: [{{name: app, image: IMAGE, args: ["sleep", "forever"]}}]
 "#
     ));
     assert!(
@@ -470,6 +492,191 @@ spec:
             .status
             .code()
             == Some(1))),
+        "{}",
+        nodes.debug()
+    );
+}
+
+/// Scheduler profiles and priorities on three nodes: a `bin-packing` profile (MostAllocated
+/// weighted 5, from a KubeSchedulerConfiguration file) fills one node before the next; a pod that fits
+/// nowhere stays Pending with kube-scheduler's FailedScheduling wording; a pod of a higher
+/// PriorityClass preempts lower-priority pods to get onto the node it must run on.
+#[test]
+fn profiles_bin_pack_and_priorities_preempt() {
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        r#"
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: default-scheduler
+- schedulerName: bin-packing
+  plugins:
+    score:
+      enabled: [{name: NodeResourcesFit, weight: 5}]
+  pluginConfig:
+  - name: NodeResourcesFit
+    args:
+      scoringStrategy:
+        type: MostAllocated
+        resources: [{name: cpu, weight: 1}, {name: memory, weight: 1}]
+"#,
+    )
+    .unwrap();
+    let config_path = config.path().display().to_string();
+    let nodes = three_nodes_with(&["--scheduler-config", &config_path]);
+    let c = &nodes.cluster;
+    let allocatable = c.json(&["get", "node", "node-1"])["status"]["allocatable"]["cpu"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Pods of a quarter of a node's cpu: four would not fit one node (allocatable is a little
+    // below the core count), three do.
+    let millis: i64 = if let Some(m) = allocatable.strip_suffix('m') {
+        m.parse().unwrap()
+    } else {
+        allocatable.parse::<i64>().unwrap() * 1000
+    };
+    let quarter = format!("{}m", millis / 4 + 1);
+    nodes.apply(&format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: packed}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: packed}}}}
+  template:
+    metadata: {{labels: {{app: packed}}}}
+    spec:
+      schedulerName: bin-packing
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {{name: app, image: IMAGE, args: ["sleep", "forever"], resources: {{requests: {{cpu: "{quarter}", memory: 16Mi}}}}}}
+"#
+    ));
+    nodes.rollout("packed");
+    let per_node = |selector: &str| -> Vec<usize> {
+        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+        for pod in nodes.live_pods(selector) {
+            *counts.entry(node_of(&pod)).or_default() += 1;
+        }
+        let mut counts: Vec<usize> = counts.into_values().collect();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        counts
+    };
+    assert_eq!(per_node("app=packed"), [3], "{}", nodes.debug());
+    c.ok(&["scale", "deploy/packed", "--replicas=5"]);
+    nodes.rollout("packed");
+    assert_eq!(per_node("app=packed"), [3, 2], "{}", nodes.debug());
+    let full = node_of(
+        &nodes
+            .live_pods("app=packed")
+            .into_iter()
+            .find(|p| {
+                let n = node_of(p);
+                nodes
+                    .live_pods("app=packed")
+                    .iter()
+                    .filter(|q| node_of(q) == n)
+                    .count()
+                    == 3
+            })
+            .unwrap(),
+    );
+
+    // Too big for any node: Pending, with the reasons per node.
+    nodes.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: huge}
+spec:
+  containers: [{name: app, image: IMAGE, args: ["sleep", "forever"], resources: {requests: {cpu: "64"}}}]
+"#,
+    );
+    let expected = "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.";
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            c.ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=huge,reason=FailedScheduling",
+                "-o",
+                "jsonpath={.items[*].message}",
+            ])
+            .contains(expected)
+        }),
+        "{}",
+        c.ok(&["describe", "pod", "huge"])
+    );
+    let huge = c.json(&["get", "pod", "huge"]);
+    assert_eq!(huge["status"]["phase"], "Pending");
+    let scheduled = huge["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PodScheduled")
+        .unwrap()
+        .clone();
+    assert_eq!(scheduled["reason"], "Unschedulable", "{scheduled}");
+    c.ok(&["delete", "pod", "huge", "--wait=false"]);
+
+    // An unknown PriorityClass is refused; a known one lets its pod preempt.
+    let refused = c.fails(
+        &["apply", "-f", "-"],
+        Some(&"apiVersion: v1\nkind: Pod\nmetadata: {name: nope}\nspec:\n  priorityClassName: missing\n  containers: [{name: a, image: IMAGE}]\n".replace("IMAGE", &nodes.image)),
+    );
+    assert!(
+        refused.contains("no PriorityClass with name missing was found"),
+        "{refused}"
+    );
+    nodes.apply(&format!(
+        r#"
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {{name: high}}
+value: 1000
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: vip}}
+spec:
+  priorityClassName: high
+  nodeSelector: {{kubernetes.io/hostname: {full}}}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: app, image: IMAGE, args: ["sleep", "forever"], resources: {{requests: {{cpu: "{}m"}}}}}}
+"#,
+        millis / 2
+    ));
+    assert!(
+        eventually(Duration::from_secs(90), || {
+            let vip = c.json(&["get", "pod", "vip"]);
+            vip["spec"]["nodeName"] == full.as_str() && vip["status"]["phase"] == "Running"
+        }),
+        "{}\n{}",
+        nodes.debug(),
+        c.ok(&["describe", "pod", "vip"])
+    );
+    assert_eq!(c.json(&["get", "pod", "vip"])["spec"]["priority"], 1000);
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=Preempted",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(events.contains(&format!("on node {full}")), "{events}");
+    // The preempted pods were replaced, on the other nodes.
+    assert!(
+        eventually(Duration::from_secs(90), || {
+            let pods = nodes.live_pods("app=packed");
+            pods.len() == 5 && pods.iter().all(|p| p["status"]["phase"] == "Running")
+        }),
         "{}",
         nodes.debug()
     );

@@ -15,6 +15,7 @@ pub mod portforward;
 pub mod probes;
 pub mod pty;
 pub mod server;
+pub mod simulate;
 pub mod streaming;
 pub mod volumes;
 

@@ -23,28 +23,34 @@ const MEMORY_PRESSURE_BYTES: u64 = 100 * 1024 * 1024;
 /// Free disk share below which the node reports DiskPressure.
 const DISK_PRESSURE_PERCENT: u64 = 10;
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
 }
 
-fn now_micro() -> String {
+pub(crate) fn now_micro() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string()
 }
 
-fn field_manager() -> PatchParams {
+pub(crate) fn field_manager() -> PatchParams {
     PatchParams {
         field_manager: Some("maestro-agent".into()),
         ..Default::default()
     }
 }
 
-/// The Node to create on first registration.
-fn node_object(config: &AgentConfig) -> Value {
-    let name = &config.node_name;
+/// This host's architecture as Kubernetes names it (`GOARCH`).
+fn host_arch() -> String {
+    std::env::consts::ARCH
+        .replace("x86_64", "amd64")
+        .replace("aarch64", "arm64")
+}
+
+/// The Node to create on first registration, with the well-known labels the kubelet sets.
+pub(crate) fn node_object(name: &str, arch: &str) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -53,9 +59,9 @@ fn node_object(config: &AgentConfig) -> Value {
             "labels": {
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+                "kubernetes.io/arch": arch,
                 "beta.kubernetes.io/os": "linux",
-                "beta.kubernetes.io/arch": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+                "beta.kubernetes.io/arch": arch,
             }
         },
         "spec": {}
@@ -81,6 +87,80 @@ fn condition(
            "lastHeartbeatTime": now, "lastTransitionTime": transition})
 }
 
+/// The four node conditions the kubelet reports, with the kubelet's reasons and messages; the
+/// node is Ready unless under pressure.
+pub(crate) fn conditions(
+    previous: &[Value],
+    memory_pressure: bool,
+    disk_pressure: bool,
+    pid_pressure: bool,
+    now: &str,
+) -> Vec<Value> {
+    let ready = !memory_pressure && !disk_pressure && !pid_pressure;
+    // (type, status, reason and message when True, when False)
+    let table = [
+        (
+            "MemoryPressure",
+            memory_pressure,
+            (
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            ),
+            (
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            ),
+        ),
+        (
+            "DiskPressure",
+            disk_pressure,
+            ("KubeletHasDiskPressure", "kubelet has disk pressure"),
+            ("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        ),
+        (
+            "PIDPressure",
+            pid_pressure,
+            (
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+            ),
+            (
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            ),
+        ),
+        (
+            "Ready",
+            ready,
+            ("KubeletReady", "kubelet is posting ready status"),
+            ("KubeletNotReady", "the node is under resource pressure"),
+        ),
+    ];
+    table
+        .into_iter()
+        .map(|(kind, status, when_true, when_false)| {
+            let (reason, message) = if status { when_true } else { when_false };
+            condition(previous, kind, status, reason, message, now)
+        })
+        .collect()
+}
+
+/// `status.nodeInfo` from the host's identity.
+pub(crate) fn node_info(info: &host::NodeInfo, container_runtime: &str, arch: &str) -> Value {
+    json!({
+        "machineID": info.machine_id,
+        "systemUUID": info.system_uuid,
+        "bootID": info.boot_id,
+        "kernelVersion": info.kernel_version,
+        "osImage": info.os_image,
+        "containerRuntimeVersion": container_runtime,
+        "kubeletVersion": host::AGENT_VERSION,
+        "kubeProxyVersion": host::AGENT_VERSION,
+        "operatingSystem": "linux",
+        "architecture": arch,
+    })
+}
+
 /// The node's status from the host's state.
 pub fn status(config: &AgentConfig, previous_conditions: &[Value]) -> Result<Value, AgentError> {
     let r = host::resources(&config.data_dir).map_err(AgentError::Host)?;
@@ -90,7 +170,6 @@ pub fn status(config: &AgentConfig, previous_conditions: &[Value]) -> Result<Val
     let disk_pressure =
         r.disk_bytes > 0 && r.disk_available_bytes * 100 / r.disk_bytes < DISK_PRESSURE_PERCENT;
     let pid_pressure = r.pids * 100 / r.pid_max.max(1) > 90;
-    let ready = !memory_pressure && !disk_pressure && !pid_pressure;
     let cpu_alloc = (r.cpus * 1000).saturating_sub(config.reserved_cpu_millis);
     let mem_alloc = r.memory_bytes.saturating_sub(config.reserved_memory_bytes);
     let mut addresses = vec![json!({"type": "Hostname", "address": config.node_name})];
@@ -114,48 +193,31 @@ pub fn status(config: &AgentConfig, previous_conditions: &[Value]) -> Result<Val
             "hugepages-2Mi": "0",
             "hugepages-1Gi": "0",
         },
-        "conditions": [
-            condition(previous_conditions, "MemoryPressure", memory_pressure,
-                if memory_pressure { "KubeletHasInsufficientMemory" } else { "KubeletHasSufficientMemory" },
-                if memory_pressure { "kubelet has insufficient memory available" } else { "kubelet has sufficient memory available" }, &now),
-            condition(previous_conditions, "DiskPressure", disk_pressure,
-                if disk_pressure { "KubeletHasDiskPressure" } else { "KubeletHasNoDiskPressure" },
-                if disk_pressure { "kubelet has disk pressure" } else { "kubelet has no disk pressure" }, &now),
-            condition(previous_conditions, "PIDPressure", pid_pressure,
-                if pid_pressure { "KubeletHasInsufficientPID" } else { "KubeletHasSufficientPID" },
-                if pid_pressure { "kubelet has insufficient PID available" } else { "kubelet has sufficient PID available" }, &now),
-            condition(previous_conditions, "Ready", ready,
-                if ready { "KubeletReady" } else { "KubeletNotReady" },
-                if ready { "kubelet is posting ready status" } else { "the node is under resource pressure" }, &now),
-        ],
+        "conditions": conditions(previous_conditions, memory_pressure, disk_pressure, pid_pressure, &now),
         "addresses": addresses,
         "daemonEndpoints": {"kubeletEndpoint": {"Port": config.port}},
-        "nodeInfo": {
-            "machineID": info.machine_id,
-            "systemUUID": info.system_uuid,
-            "bootID": info.boot_id,
-            "kernelVersion": info.kernel_version,
-            "osImage": info.os_image,
-            "containerRuntimeVersion": "runc://1",
-            "kubeletVersion": host::AGENT_VERSION,
-            "kubeProxyVersion": host::AGENT_VERSION,
-            "operatingSystem": "linux",
-            "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
-        }
+        "nodeInfo": node_info(&info, "runc://1", &host_arch()),
     }))
+}
+
+/// Create a Node unless it exists; true when this call created it.
+pub(crate) async fn create_node(nodes: &Api<Node>, object: Value) -> Result<bool, AgentError> {
+    let node: Node =
+        serde_json::from_value(object).map_err(|e| AgentError::Client(e.to_string()))?;
+    match nodes.create(&PostParams::default(), &node).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Create the Node if needed and write its status.
 pub async fn register(client: &Client, config: &AgentConfig) -> Result<(), AgentError> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(node_object(config))
-        .map_err(|e| AgentError::Client(e.to_string()))?;
-    match nodes.create(&PostParams::default(), &node).await {
-        Ok(_) => tracing::info!(node = %config.node_name, "registered the node"),
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            tracing::info!(node = %config.node_name, "the node is already registered")
-        }
-        Err(err) => return Err(err.into()),
+    if create_node(&nodes, node_object(&config.node_name, &host_arch())).await? {
+        tracing::info!(node = %config.node_name, "registered the node");
+    } else {
+        tracing::info!(node = %config.node_name, "the node is already registered");
     }
     update_status(client, config).await
 }
@@ -187,18 +249,29 @@ pub async fn update_status(client: &Client, config: &AgentConfig) -> Result<(), 
 /// Create or renew the node's Lease in kube-node-lease.
 pub async fn renew_lease(client: &Client, config: &AgentConfig) -> Result<(), AgentError> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    renew_node_lease(&leases, &config.node_name, LEASE_DURATION_SECONDS).await
+}
+
+/// Renew the Lease of node `name` (`leases` is kube-node-lease), creating it when it is missing:
+/// renewals are the common case, so they go first.
+pub(crate) async fn renew_node_lease(
+    leases: &Api<Lease>,
+    name: &str,
+    duration_seconds: i64,
+) -> Result<(), AgentError> {
     let now = now_micro();
-    let patch = json!({"spec": {"holderIdentity": config.node_name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now}});
+    let spec =
+        json!({"holderIdentity": name, "leaseDurationSeconds": duration_seconds, "renewTime": now});
     match leases
-        .patch(&config.node_name, &field_manager(), &Patch::Merge(&patch))
+        .patch(name, &field_manager(), &Patch::Merge(json!({"spec": spec})))
         .await
     {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => {
             let lease: Lease = serde_json::from_value(json!({
                 "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": config.node_name, "namespace": "kube-node-lease"},
-                "spec": {"holderIdentity": config.node_name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now}
+                "metadata": {"name": name, "namespace": "kube-node-lease"},
+                "spec": spec,
             }))
             .map_err(|e| AgentError::Client(e.to_string()))?;
             leases.create(&PostParams::default(), &lease).await?;

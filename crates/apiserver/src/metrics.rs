@@ -38,6 +38,7 @@ pub struct Gauges {
     pub store_size_bytes: u64,
     pub objects: BTreeMap<String, usize>,
     pub revision: i64,
+    pub pods_bound: u64,
 }
 
 impl Metrics {
@@ -116,6 +117,11 @@ impl Metrics {
             out,
             "# HELP maestro_store_revision Current store revision.\n# TYPE maestro_store_revision gauge\nmaestro_store_revision {}",
             gauges.revision
+        );
+        let _ = writeln!(
+            out,
+            "# HELP scheduler_pods_bound_total Pods the scheduler bound to nodes since the server started.\n# TYPE scheduler_pods_bound_total counter\nscheduler_pods_bound_total {}",
+            gauges.pods_bound
         );
         out.push_str("# HELP apiserver_storage_objects Objects stored per resource.\n# TYPE apiserver_storage_objects gauge\n");
         for (resource, count) in &gauges.objects {

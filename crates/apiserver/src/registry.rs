@@ -223,6 +223,8 @@ pub struct Registry {
     service_ips: tokio::sync::Mutex<()>,
     /// tolerationSeconds of the not-ready and unreachable tolerations every pod gets.
     toleration_seconds: parking_lot::RwLock<DefaultTolerationSeconds>,
+    /// Pods bound through [`Registry::bind_pod`] since start (`scheduler_pods_bound_total`).
+    bindings: std::sync::atomic::AtomicU64,
 }
 
 /// The DefaultTolerationSeconds admission plugin's settings: how long pods stay bound to a
@@ -286,9 +288,15 @@ impl Registry {
             ),
             service_ips: tokio::sync::Mutex::new(()),
             toleration_seconds: parking_lot::RwLock::new(DefaultTolerationSeconds::default()),
+            bindings: std::sync::atomic::AtomicU64::new(0),
         });
         registry.clone().spawn_crd_tracker();
         Ok(registry)
+    }
+
+    /// Pods bound by the scheduler since this server started.
+    pub fn bindings(&self) -> u64 {
+        self.bindings.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Set the tolerationSeconds that DefaultTolerationSeconds admission gives pods.
@@ -329,6 +337,48 @@ impl Registry {
         if added.len() != tolerations.len() && pod["spec"].is_object() {
             pod["spec"]["tolerations"] = json!(added);
         }
+    }
+
+    /// Kubernetes' Priority admission: a pod's `priorityClassName` must name a PriorityClass,
+    /// whose value and preemption policy the pod takes; without one, the class marked
+    /// `globalDefault` applies if there is one. (The system classes are resolved by the pod
+    /// defaults.)
+    fn admit_priority(&self, res: &Resource, name: &str, pod: &mut Value) -> Result<(), ApiError> {
+        if res.custom.is_some() || res.info.kind != "Pod" || !res.info.group.is_empty() {
+            return Ok(());
+        }
+        let classes = resources::find_builtin("scheduling.k8s.io", "v1", "priorityclasses")
+            .expect("built in");
+        let requested = pod["spec"]["priorityClassName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let class = if requested.is_empty() {
+            let (all, _) = self.cache.list(&classes.storage_prefix());
+            all.iter()
+                .map(|c| c.value())
+                .find(|c| c["globalDefault"] == true)
+        } else if requested.starts_with("system-") {
+            return Ok(());
+        } else {
+            match self.cache.get(&classes.key(None, &requested)) {
+                Some((class, _)) => Some(class.value()),
+                None => {
+                    return Err(ApiError::forbidden(format!(
+                        "pods \"{name}\" is forbidden: no PriorityClass with name {requested} was found"
+                    )));
+                }
+            }
+        };
+        if let Some(class) = class {
+            pod["spec"]["priorityClassName"] = class["metadata"]["name"].clone();
+            pod["spec"]["priority"] = class["value"].clone();
+            pod["spec"]["preemptionPolicy"] = class
+                .get("preemptionPolicy")
+                .cloned()
+                .unwrap_or_else(|| json!("PreemptLowerPriority"));
+        }
+        Ok(())
     }
 
     pub fn service_cidr(&self) -> Cidr {
@@ -1078,6 +1128,7 @@ impl Registry {
             self.admit_service_account(res, namespace, &name, &mut obj)
                 .await?;
             self.admit_default_tolerations(res, &mut obj);
+            self.admit_priority(res, &name, &mut obj)?;
             self.validate(res, &obj, None)?;
             if opts.dry_run {
                 let key = res.info.key(namespace, &name);
@@ -1268,6 +1319,84 @@ impl Registry {
             }
         }
         Err(ApiError::conflict(&res.info.group, &res.info.plural, name))
+    }
+
+    /// Bind a pod to a node as the binding subresource's storage does: `spec.nodeName` and a
+    /// true `PodScheduled` condition in one conditional write of the stored object. No update
+    /// admission runs (a binding changes nothing a user wrote), which keeps the scheduler's
+    /// writes cheap. Fails with 409 when the pod is gone to another uid, already bound, or
+    /// being deleted.
+    pub async fn bind_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        node: &str,
+    ) -> Result<Revision, ApiError> {
+        let pods = resources::find_builtin("", "v1", "pods").expect("built in");
+        let key = pods.key(Some(namespace), name);
+        for attempt in 0..MAX_UPDATE_ATTEMPTS {
+            if attempt > 0 {
+                self.cache.fresh().await.map_err(store_error)?;
+            }
+            let Some((current, _)) = self.cache.get(&key) else {
+                return Err(ApiError::not_found("", "pods", name));
+            };
+            let mut pod = current.value();
+            if meta::uid(&pod) != Some(uid) {
+                return Err(ApiError::conflict_with(
+                    "",
+                    "pods",
+                    name,
+                    "the pod was replaced by another of the same name",
+                ));
+            }
+            if meta::deletion_timestamp(&pod).is_some() {
+                return Err(ApiError::conflict_with(
+                    "",
+                    "pods",
+                    name,
+                    "the pod is being deleted",
+                ));
+            }
+            if let Some(bound) = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                return Err(ApiError::conflict_with(
+                    "",
+                    "pods",
+                    name,
+                    &format!("pod {name} is already assigned to node \"{bound}\""),
+                ));
+            }
+            pod["spec"]["nodeName"] = json!(node);
+            let stamp = now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+            let scheduled = json!({"type": "PodScheduled", "status": "True",
+                "lastProbeTime": null, "lastTransitionTime": stamp});
+            match pod["status"]["conditions"].as_array_mut() {
+                Some(conditions) => {
+                    conditions.retain(|c| c["type"] != "PodScheduled");
+                    conditions.push(scheduled);
+                }
+                None => pod["status"]["conditions"] = json!([scheduled]),
+            }
+            let bytes = encode(&pod)?;
+            match self.backend.update(&key, bytes, current.revision).await {
+                Ok(revision) => {
+                    self.bindings
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(revision);
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound(_)) => {
+                    return Err(ApiError::not_found("", "pods", name));
+                }
+                Err(err) => return Err(store_error(err)),
+            }
+        }
+        Err(ApiError::conflict("", "pods", name))
     }
 
     /// Delete an object, honouring finalizers, propagation and preconditions. Returns the object

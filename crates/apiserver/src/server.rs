@@ -322,6 +322,7 @@ async fn route(
                         .load(std::sync::atomic::Ordering::Relaxed),
                     store_size_bytes: registry.backend().size_bytes().await.unwrap_or(0),
                     revision: registry.cache().revision(),
+                    pods_bound: registry.bindings(),
                     ..Default::default()
                 };
                 for info in maestro_api::resources::builtins() {

@@ -116,7 +116,7 @@ fn max_unavailable(d: &Value) -> i64 {
 // ---- Templates and their hash ---------------------------------------------------------------
 
 /// JSON with object keys sorted, so that equal templates hash alike whatever their key order.
-fn canonical(value: &Value, out: &mut String) {
+pub(crate) fn canonical(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();

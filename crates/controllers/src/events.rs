@@ -100,6 +100,28 @@ pub async fn record(
             .await;
         return;
     }
+    create(registry, component, involved, kind, reason, message).await;
+}
+
+/// Create an event without looking for one to aggregate with (for events that never repeat,
+/// such as a pod's Scheduled).
+pub async fn create(
+    registry: &Registry,
+    component: &str,
+    involved: &Involved,
+    kind: EventType,
+    reason: &str,
+    message: &str,
+) {
+    let events = Resource::builtin(resources::find_builtin("", "v1", "events").expect("built in"));
+    let namespace = if involved.namespace.is_empty() {
+        "default"
+    } else {
+        &involved.namespace
+    };
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let event = json!({
         "apiVersion": "v1", "kind": "Event",
         // Named as Kubernetes' event recorder names them: `<object>.<unix nanos in hex>`.

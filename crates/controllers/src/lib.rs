@@ -2,17 +2,20 @@
 //! (Background, Foreground, Orphan), namespace lifecycle, the `default` ServiceAccount and
 //! `kube-root-ca.crt` ConfigMap of every namespace, cleanup of a deleted CRD's objects, pod
 //! CIDRs for nodes, node lifecycle (heartbeats, taints, taint-based eviction), a first scheduler,
-//! the ReplicaSet and Deployment controllers, and PodDisruptionBudget status for the eviction API.
+//! the ReplicaSet, Deployment, DaemonSet and Job controllers, and PodDisruptionBudget status for the
+//! eviction API.
 //!
 //! Each loop follows the shared watch cache, marks the keys an event concerns as dirty and
 //! reconciles them: reconcilers look at the current state and converge, whatever the event was.
 //! When several servers share one store, the loops run on the holder of a Lease (`leader`).
 
 mod crd_cleanup;
+mod daemonset;
 mod deployment;
 mod disruption;
 pub mod events;
 mod garbage_collector;
+mod job;
 pub mod leader;
 mod namespaces;
 pub mod node_ipam;
@@ -38,6 +41,7 @@ pub fn start(
     identity: String,
     ipam: node_ipam::NodeIpam,
     lifecycle: node_lifecycle::NodeLifecycleConfig,
+    scheduler_profiles: Option<Vec<scheduler::framework::Profile>>,
 ) {
     let ca_pem = credentials.ca_cert_pem.clone();
     tokio::spawn(leader::run_while_leader(
@@ -52,9 +56,17 @@ pub fn start(
                 tokio::spawn(node_lifecycle::run(registry.clone(), lifecycle)),
                 tokio::spawn(replicaset::run(registry.clone())),
                 tokio::spawn(deployment::run(registry.clone())),
+                tokio::spawn(daemonset::run(registry.clone())),
+                tokio::spawn(job::run(registry.clone())),
                 tokio::spawn(disruption::run(registry.clone())),
-                tokio::spawn(scheduler::run(registry)),
             ]
+            .into_iter()
+            .chain(
+                scheduler_profiles
+                    .clone()
+                    .map(|profiles| tokio::spawn(scheduler::run(registry, profiles))),
+            )
+            .collect()
         },
     ));
 }

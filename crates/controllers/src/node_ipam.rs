@@ -53,6 +53,12 @@ impl NodeIpam {
 
 struct Assigner {
     ipam: NodeIpam,
+    /// Blocks held, by node: built once from the cache, then kept current from events, so that
+    /// an assignment does not read every node (which at thousands of nodes would make each
+    /// node event cost a pass over the cluster).
+    held: Option<std::collections::BTreeMap<String, String>>,
+    /// Nodes already reported as left without a block (reported once, not at every event).
+    starved: BTreeSet<String>,
 }
 
 fn pod_cidr(node: &Value) -> Option<String> {
@@ -65,6 +71,24 @@ fn pod_cidr(node: &Value) -> Option<String> {
 impl Reconciler for Assigner {
     fn keys_for(&mut self, event: &CacheEvent<StoredObject>) -> Vec<String> {
         if event.kind == CacheEventKind::Deleted {
+            if let Some(held) = self.held.as_mut() {
+                held.remove(&event.object.name);
+            }
+            self.starved.remove(&event.object.name);
+            return vec![];
+        }
+        let cidr = pod_cidr(&event.object.value());
+        if let Some(held) = self.held.as_mut() {
+            match &cidr {
+                Some(block) => {
+                    held.insert(event.object.name.clone(), block.clone());
+                }
+                None => {
+                    held.remove(&event.object.name);
+                }
+            }
+        }
+        if cidr.is_some() || self.starved.contains(&event.object.name) {
             return vec![];
         }
         vec![event.key.clone()]
@@ -92,14 +116,28 @@ impl Reconciler for Assigner {
             if pod_cidr(&stored.value()).is_some() {
                 return Ok(());
             }
-            let (all, _) = registry.cache().list(&nodes().info.storage_prefix());
-            let used: BTreeSet<String> = all.iter().filter_map(|n| pod_cidr(&n.value())).collect();
+            let held = self.held.get_or_insert_with(|| {
+                let (all, _) = registry.cache().list(&nodes().info.storage_prefix());
+                all.iter()
+                    .filter_map(|n| Some((n.name.clone(), pod_cidr(&n.value())?)))
+                    .collect()
+            });
+            // A block reserved by a failed attempt for this node is free again.
+            held.remove(&stored.name);
+            let used: BTreeSet<String> = held.values().cloned().collect();
             let Some(block) = self.ipam.next_free(&used) else {
-                return Err(format!(
-                    "the cluster CIDR {} has no free /{} for node {}",
-                    self.ipam.cluster_cidr, self.ipam.node_prefix, stored.name
-                ));
+                tracing::warn!(
+                    node = %stored.name,
+                    "the cluster CIDR {} has no free /{}: the node gets no pod CIDR",
+                    self.ipam.cluster_cidr,
+                    self.ipam.node_prefix
+                );
+                self.starved.insert(stored.name.clone());
+                return Ok(());
             };
+            // Held at once: the next node must not get the same block before this write's
+            // event comes back.
+            held.insert(stored.name.clone(), block.clone());
             writes::edit(registry, &nodes(), None, &stored.name, None, |node| {
                 if pod_cidr(node).is_none() {
                     node["spec"]["podCIDR"] = json!(block);
@@ -117,7 +155,11 @@ pub async fn run(registry: Arc<Registry>, ipam: NodeIpam) {
     queue::run(
         registry,
         &prefix,
-        Assigner { ipam },
+        Assigner {
+            ipam,
+            held: None,
+            starved: BTreeSet::new(),
+        },
         Duration::from_secs(60),
     )
     .await;
