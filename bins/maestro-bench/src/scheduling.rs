@@ -135,6 +135,8 @@ impl Cluster {
             .args(["--api-port", &self.port.to_string(), "--no-agent"])
             // The simulated nodes keep heartbeating, but a restart must not make them Unknown.
             .args(["--node-monitor-grace-period-seconds", "3600"])
+            // Room for a /24 per node, as a cluster of this size is configured.
+            .args(["--cluster-cidr", "10.128.0.0/9"])
             .env("RUST_LOG", "warn");
         if !scheduler {
             cmd.arg("--disable-scheduler");

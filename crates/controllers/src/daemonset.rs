@@ -24,7 +24,7 @@ use maestro_store::{CacheEvent, CacheEventKind, Revision};
 use serde_json::{Value, json};
 
 use crate::objects::{
-    controlled_by, controller_name, controller_reference, deleting, int, is_finished_pod,
+    controlled_by, controller_ref, controller_reference, deleting, int, is_finished_pod,
     ready_since, resource, revision_of,
 };
 use crate::queue::{self, Reconciler};
@@ -81,22 +81,6 @@ fn should_run(template: &Value, node: &Value) -> bool {
         .flatten()
         .filter(|t| matches!(t["effect"].as_str(), Some("NoSchedule" | "NoExecute")))
         .all(|t| tolerates(&pod_with, t))
-}
-
-/// A short, stable hash of a template (FNV-1a over its canonical JSON).
-fn template_hash(template: &Value) -> String {
-    let mut text = String::new();
-    crate::deployment::canonical(template, &mut text);
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in text.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    hash.to_string()
-        .bytes()
-        .map(|b| ALPHABET[usize::from(b) % ALPHABET.len()] as char)
-        .collect()
 }
 
 /// The pod for one node.
@@ -156,10 +140,16 @@ impl DaemonSets {
         }
         let namespace = stored.namespace.clone().unwrap_or_default();
         let template = with_daemon_tolerations(&ds["spec"]["template"]);
-        let hash = template_hash(&ds["spec"]["template"]);
+        let hash = crate::revisions::template_hash(&ds["spec"]["template"]);
         let mut written: Option<Revision> = None;
-        self.ensure_revision(registry, &ds, &namespace, &hash)
-            .await?;
+        crate::revisions::ensure(
+            registry,
+            &self.revisions,
+            &ds,
+            "DaemonSet",
+            &format!("{}-{hash}", stored.name),
+        )
+        .await?;
         let (nodes, _) = registry.cache().list(&self.nodes.info.storage_prefix());
         let (all_pods, _) = registry
             .cache()
@@ -310,76 +300,6 @@ impl DaemonSets {
         false
     }
 
-    /// A ControllerRevision for the current template, with the next revision number.
-    async fn ensure_revision(
-        &self,
-        registry: &Registry,
-        ds: &Value,
-        namespace: &str,
-        hash: &str,
-    ) -> Result<(), String> {
-        let name = format!(
-            "{}-{hash}",
-            ds["metadata"]["name"].as_str().unwrap_or_default()
-        );
-        let uid = ds["metadata"]["uid"].as_str().unwrap_or_default();
-        let (existing, _) = registry
-            .cache()
-            .list(&self.revisions.info.namespace_prefix(Some(namespace)));
-        let owned: Vec<Value> = existing
-            .iter()
-            .map(|r| r.value())
-            .filter(|r| controlled_by(r, uid))
-            .collect();
-        let next = owned.iter().map(|r| int(r, "/revision")).max().unwrap_or(0) + 1;
-        if let Some(current) = owned
-            .iter()
-            .find(|r| r["metadata"]["name"] == name.as_str())
-        {
-            // An old template back in use becomes the newest revision (as after an undo).
-            if int(current, "/revision") < next - 1 {
-                crate::writes::edit(
-                    registry,
-                    &self.revisions,
-                    Some(namespace),
-                    &name,
-                    None,
-                    |r| {
-                        r["revision"] = json!(next);
-                    },
-                )
-                .await?;
-            }
-            return Ok(());
-        }
-        let mut owner = controller_reference(ds);
-        owner["apiVersion"] = json!("apps/v1");
-        owner["kind"] = json!("DaemonSet");
-        let mut template = ds["spec"]["template"].clone();
-        template["$patch"] = json!("replace");
-        let revision = json!({
-            "apiVersion": "apps/v1", "kind": "ControllerRevision",
-            "metadata": {"name": name, "namespace": namespace,
-                "labels": ds["spec"]["selector"]["matchLabels"].clone(),
-                "ownerReferences": [owner]},
-            "data": {"spec": {"template": template}},
-            "revision": next,
-        });
-        match registry
-            .create(
-                &self.revisions,
-                Some(namespace),
-                revision,
-                &WriteOptions::default(),
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.code == 409 => Ok(()),
-            Err(e) => Err(format!("creating ControllerRevision {name}: {}", e.message)),
-        }
-    }
-
     async fn write_status(
         &mut self,
         registry: &Registry,
@@ -476,12 +396,12 @@ impl Reconciler for DaemonSets {
             };
         }
         if event.key.starts_with(&self.pods.info.storage_prefix()) {
-            let pod = event.object.value();
-            return controller_name(&pod, "DaemonSet")
-                .map(|name| {
+            return controller_ref(&event.object)
+                .filter(|owner| owner.kind == "DaemonSet")
+                .map(|owner| {
                     self.daemonsets
                         .info
-                        .key(event.object.namespace.as_deref(), name)
+                        .key(event.object.namespace.as_deref(), &owner.name)
                 })
                 .into_iter()
                 .collect();
@@ -590,6 +510,9 @@ mod tests {
             Some(&json!("n1"))
         );
         assert!(controlled_by(&pod, "u1"));
-        assert_ne!(template_hash(&template), template_hash(&json!({})));
+        assert_ne!(
+            crate::revisions::template_hash(&template),
+            crate::revisions::template_hash(&json!({}))
+        );
     }
 }

@@ -26,7 +26,7 @@ use serde_json::{Map, Value, json};
 
 use crate::events::{self, EventType, Involved};
 use crate::objects::{
-    controlled_by, controller_name, controller_reference, deleting, has_controller, int,
+    controlled_by, controller_ref, controller_reference, deleting, has_controller, int,
     is_finished_pod, resource, revision_of,
 };
 use crate::queue::{self, Reconciler};
@@ -1362,32 +1362,26 @@ impl Deployments {
 
 impl Reconciler for Deployments {
     fn keys_for(&mut self, event: &CacheEvent<StoredObject>) -> Vec<String> {
-        let object = event.object.value();
-        let namespace = event.object.namespace.as_deref();
-        if event
-            .key
-            .starts_with(&self.deployments.info.storage_prefix())
-        {
+        let stored = &event.object;
+        let namespace = stored.namespace.as_deref();
+        if event.key.starts_with(&self.deployments.info.storage_prefix()) {
             return if event.kind == CacheEventKind::Deleted {
                 vec![]
             } else {
                 vec![event.key.clone()]
             };
         }
-        if event
-            .key
-            .starts_with(&self.replicasets.info.storage_prefix())
-        {
-            if let Some(name) = controller_name(&object, "Deployment") {
-                return vec![self.deployments.info.key(namespace, name)];
+        if event.key.starts_with(&self.replicasets.info.storage_prefix()) {
+            if let Some(owner) = controller_ref(stored) {
+                return (owner.kind == "Deployment")
+                    .then(|| self.deployments.info.key(namespace, &owner.name))
+                    .into_iter()
+                    .collect();
             }
             if event.kind == CacheEventKind::Deleted {
                 return vec![];
             }
             // An orphan: the Deployments whose selector matches it may adopt it.
-            let labels = object
-                .pointer("/metadata/labels")
-                .and_then(Value::as_object);
             let (deployments, _) = self
                 .cache
                 .list(&self.deployments.info.namespace_prefix(namespace));
@@ -1395,22 +1389,28 @@ impl Reconciler for Deployments {
                 .iter()
                 .filter(|d| {
                     LabelSelector::from_object(&d.value()["spec"]["selector"])
-                        .is_ok_and(|s| !s.is_empty() && s.matches(labels))
+                        .is_ok_and(|s| !s.is_empty() && s.matches_map(&stored.labels))
                 })
                 .map(|d| d.key.clone())
                 .collect();
         }
         // Recreate waits for the old pods to be gone or finished.
-        let gone = event.kind == CacheEventKind::Deleted || is_finished_pod(&object);
+        let gone = event.kind == CacheEventKind::Deleted
+            || matches!(
+                stored.field("status.phase").as_deref(),
+                Some("Succeeded" | "Failed")
+            );
         if gone
             && event.key.starts_with(&self.pods.info.storage_prefix())
-            && let Some(rs_name) = controller_name(&object, "ReplicaSet")
+            && let Some(owner) = controller_ref(stored)
+            && owner.kind == "ReplicaSet"
             && let Some((rs, _)) = self
                 .cache
-                .get(&self.replicasets.info.key(namespace, rs_name))
-            && let Some(name) = controller_name(&rs.value(), "Deployment")
+                .get(&self.replicasets.info.key(namespace, &owner.name))
+            && let Some(deployment) = controller_ref(&rs)
+            && deployment.kind == "Deployment"
         {
-            return vec![self.deployments.info.key(namespace, name)];
+            return vec![self.deployments.info.key(namespace, &deployment.name)];
         }
         vec![]
     }

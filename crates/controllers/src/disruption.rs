@@ -243,8 +243,6 @@ impl Reconciler for Disruptions {
         if !event.key.starts_with(&self.pods.info.storage_prefix()) {
             return vec![];
         }
-        let pod = event.object.value();
-        let labels = pod.pointer("/metadata/labels").and_then(Value::as_object);
         let (budgets, _) = self.cache.list(
             &self
                 .budgets
@@ -255,7 +253,7 @@ impl Reconciler for Disruptions {
             .iter()
             .filter(|b| {
                 LabelSelector::from_object(&b.value()["spec"]["selector"])
-                    .is_ok_and(|s| s.matches(labels))
+                    .is_ok_and(|s| s.matches_map(&event.object.labels))
             })
             .map(|b| b.key.clone())
             .collect()

@@ -25,7 +25,7 @@ use maestro_store::{CacheEvent, CacheEventKind, Revision};
 use serde_json::{Value, json};
 
 use crate::objects::{
-    controlled_by, controller_name, controller_reference, deleting, int, ready_since, resource,
+    controlled_by, controller_ref, controller_reference, deleting, int, ready_since, resource,
     revision_of,
 };
 use crate::queue::{self, Reconciler};
@@ -479,8 +479,9 @@ impl Reconciler for Jobs {
             };
         }
         if event.key.starts_with(&self.pods.info.storage_prefix()) {
-            return controller_name(&event.object.value(), "Job")
-                .map(|name| self.jobs.info.key(event.object.namespace.as_deref(), name))
+            return controller_ref(&event.object)
+                .filter(|owner| owner.kind == "Job")
+                .map(|owner| self.jobs.info.key(event.object.namespace.as_deref(), &owner.name))
                 .into_iter()
                 .collect();
         }

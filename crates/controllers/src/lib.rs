@@ -2,7 +2,7 @@
 //! (Background, Foreground, Orphan), namespace lifecycle, the `default` ServiceAccount and
 //! `kube-root-ca.crt` ConfigMap of every namespace, cleanup of a deleted CRD's objects, pod
 //! CIDRs for nodes, node lifecycle (heartbeats, taints, taint-based eviction), a first scheduler,
-//! the ReplicaSet, Deployment, DaemonSet and Job controllers, and PodDisruptionBudget status for the
+//! the ReplicaSet, Deployment, DaemonSet, StatefulSet, Job and CronJob controllers, and PodDisruptionBudget status for the
 //! eviction API.
 //!
 //! Each loop follows the shared watch cache, marks the keys an event concerns as dirty and
@@ -10,6 +10,7 @@
 //! When several servers share one store, the loops run on the holder of a Lease (`leader`).
 
 mod crd_cleanup;
+mod cronjob;
 mod daemonset;
 mod deployment;
 mod disruption;
@@ -23,7 +24,9 @@ pub mod node_lifecycle;
 mod objects;
 mod queue;
 mod replicaset;
+mod revisions;
 pub mod scheduler;
+mod statefulset;
 mod taints;
 mod writes;
 
@@ -58,6 +61,8 @@ pub fn start(
                 tokio::spawn(deployment::run(registry.clone())),
                 tokio::spawn(daemonset::run(registry.clone())),
                 tokio::spawn(job::run(registry.clone())),
+                tokio::spawn(cronjob::run(registry.clone())),
+                tokio::spawn(statefulset::run(registry.clone())),
                 tokio::spawn(disruption::run(registry.clone())),
             ]
             .into_iter()

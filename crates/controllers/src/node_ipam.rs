@@ -61,6 +61,17 @@ struct Assigner {
     starved: BTreeSet<String>,
 }
 
+/// `spec.podCIDR` read straight from the stored JSON: a node event costs a byte search, not a
+/// parse (the key appears nowhere else in a Node; a CIDR holds no escapes).
+fn stored_pod_cidr(node: &StoredObject) -> Option<String> {
+    const KEY: &[u8] = b"\"podCIDR\":\"";
+    let json = &node.json[..];
+    let start = json.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let len = json[start..].iter().position(|b| *b == b'"')?;
+    let cidr = std::str::from_utf8(&json[start..start + len]).ok()?;
+    (!cidr.is_empty()).then(|| cidr.to_string())
+}
+
 fn pod_cidr(node: &Value) -> Option<String> {
     node.pointer("/spec/podCIDR")
         .and_then(Value::as_str)
@@ -77,7 +88,7 @@ impl Reconciler for Assigner {
             self.starved.remove(&event.object.name);
             return vec![];
         }
-        let cidr = pod_cidr(&event.object.value());
+        let cidr = stored_pod_cidr(&event.object);
         if let Some(held) = self.held.as_mut() {
             match &cidr {
                 Some(block) => {
@@ -113,13 +124,13 @@ impl Reconciler for Assigner {
             let Some((stored, _)) = registry.cache().get(key) else {
                 return Ok(());
             };
-            if pod_cidr(&stored.value()).is_some() {
+            if stored_pod_cidr(&stored).is_some() {
                 return Ok(());
             }
             let held = self.held.get_or_insert_with(|| {
                 let (all, _) = registry.cache().list(&nodes().info.storage_prefix());
                 all.iter()
-                    .filter_map(|n| Some((n.name.clone(), pod_cidr(&n.value())?)))
+                    .filter_map(|n| Some((n.name.clone(), stored_pod_cidr(n)?)))
                     .collect()
             });
             // A block reserved by a failed attempt for this node is free again.

@@ -16,34 +16,18 @@ use maestro_store::{CacheEvent, CacheEventKind, WatchCache};
 use serde_json::{Value, json};
 
 use crate::objects::{
-    controlled_by, controller_name, controller_reference, has_controller, is_active_pod,
-    ready_since, resource, revision_of,
+    PodSummaries, PodSummary, controller_ref, controller_reference, has_controller, resource,
+    revision_of,
 };
 use crate::queue::{self, Reconciler};
 
-/// The key of the ReplicaSet that controls `pod`, if one does.
-fn controller_key(pod: &Value, replicasets: &Resource) -> Option<String> {
-    let namespace = pod.pointer("/metadata/namespace")?.as_str()?;
-    controller_name(pod, "ReplicaSet").map(|name| replicasets.info.key(Some(namespace), name))
-}
-
 /// Deletion preference, lower first: unscheduled, pending, not ready, then the newest.
-fn deletion_rank(pod: &Value) -> (u8, u8, u8, std::cmp::Reverse<String>) {
-    let unscheduled = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty);
-    let pending = pod.pointer("/status/phase").and_then(Value::as_str) != Some("Running");
-    let created = pod
-        .pointer("/metadata/creationTimestamp")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+fn deletion_rank(pod: &PodSummary) -> (u8, u8, u8, std::cmp::Reverse<String>) {
     (
-        u8::from(!unscheduled),
-        u8::from(!pending),
-        u8::from(ready_since(pod).is_some()),
-        std::cmp::Reverse(created),
+        u8::from(!pod.node.is_empty()),
+        u8::from(pod.phase == "Running"),
+        u8::from(pod.ready_since.is_some()),
+        std::cmp::Reverse(pod.created.clone()),
     )
 }
 
@@ -66,9 +50,13 @@ fn pod_from_template(rs: &Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]})
 }
 
+/// Most pods created in one pass (Kubernetes' burstReplicas).
+const BURST_REPLICAS: usize = 500;
+
 struct ReplicaSets {
     replicasets: Arc<Resource>,
     pods: Arc<Resource>,
+    summaries: PodSummaries,
     /// ReplicaSets to look at again when a ready pod turns available (minReadySeconds).
     requeues: Vec<(String, Duration)>,
     cache: Arc<WatchCache<StoredObject>>,
@@ -88,34 +76,51 @@ impl ReplicaSets {
             .await?;
         let prefix = format!("{}{namespace}/", self.pods.info.storage_prefix());
         let (pods, _) = registry.cache().list(&prefix);
-        let mut owned: Vec<Value> = pods
+        let mut owned: Vec<Arc<PodSummary>> = pods
             .iter()
-            .map(|p| p.value())
-            .filter(|p| {
-                controlled_by(p, &rs.uid)
-                    && is_active_pod(p)
-                    && selector.matches(p.pointer("/metadata/labels").and_then(Value::as_object))
-            })
+            .filter(|p| selector.matches_map(&p.labels))
+            .map(|p| self.summaries.get(p))
+            .filter(|p| p.controller_uid.as_deref() == Some(rs.uid.as_str()) && p.active())
             .collect();
 
         let mut last_revision = None;
         if owned.len() < wanted {
-            for _ in owned.len()..wanted {
-                let created = registry
-                    .create(
+            // Kubernetes' slow start: batches of 1, 2, 4... created concurrently (so they share
+            // the store's commits), stopping at the first failure; at most 500 per pass.
+            let mut remaining = (wanted - owned.len()).min(BURST_REPLICAS);
+            let mut batch = 1;
+            let options = WriteOptions::default();
+            while remaining > 0 {
+                let size = batch.min(remaining);
+                let results = futures::future::join_all((0..size).map(|_| {
+                    registry.create(
                         &self.pods,
                         Some(&namespace),
                         pod_from_template(&value),
-                        &WriteOptions::default(),
+                        &options,
                     )
-                    .await
-                    .map_err(|e| format!("creating a pod: {}", e.message))?;
-                last_revision = revision_of(&created.object);
+                }))
+                .await;
+                for result in results {
+                    match result {
+                        Ok(created) => {
+                            last_revision = last_revision.max(revision_of(&created.object));
+                        }
+                        Err(e) => {
+                            if let Some(revision) = last_revision {
+                                let _ = registry.cache().wait_for(revision).await;
+                            }
+                            return Err(format!("creating a pod: {}", e.message));
+                        }
+                    }
+                }
+                remaining -= size;
+                batch *= 2;
             }
         } else if owned.len() > wanted {
-            owned.sort_by_key(deletion_rank);
+            owned.sort_by_key(|p| deletion_rank(p));
             for pod in owned.drain(..owned.len() - wanted) {
-                let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+                let name = pod.name.as_str();
                 match registry
                     .delete(
                         &self.pods,
@@ -145,7 +150,7 @@ impl ReplicaSets {
     /// Adopt the orphan pods the selector matches and release the owned pods it no longer
     /// matches, as Kubernetes' controller reference manager does.
     async fn claim_pods(
-        &self,
+        &mut self,
         registry: &Registry,
         rs: &Value,
         namespace: &str,
@@ -155,12 +160,12 @@ impl ReplicaSets {
         let prefix = format!("{}{namespace}/", self.pods.info.storage_prefix());
         let (pods, _) = registry.cache().list(&prefix);
         let mut last_revision = None;
-        for pod in pods.iter().map(|p| p.value()) {
-            let matches =
-                selector.matches(pod.pointer("/metadata/labels").and_then(Value::as_object));
-            let name = pod["metadata"]["name"].as_str().unwrap_or_default();
-            let adopt = matches && !has_controller(&pod) && is_active_pod(&pod);
-            let release = !matches && controlled_by(&pod, uid);
+        for stored in pods.iter() {
+            let matches = selector.matches_map(&stored.labels);
+            let pod = self.summaries.get(stored);
+            let name = pod.name.as_str();
+            let adopt = matches && pod.controller_uid.is_none() && pod.active();
+            let release = !matches && pod.controller_uid.as_deref() == Some(uid);
             if !adopt && !release {
                 continue;
             }
@@ -220,22 +225,22 @@ impl ReplicaSets {
             .cloned()
             .unwrap_or_default();
         let (mut replicas, mut labeled, mut ready, mut available) = (0, 0, 0, 0);
-        for pod in pods.iter().map(|p| p.value()) {
-            if !controlled_by(&pod, uid)
-                || !is_active_pod(&pod)
-                || !selector.matches(pod.pointer("/metadata/labels").and_then(Value::as_object))
-            {
+        for stored in pods.iter() {
+            if !selector.matches_map(&stored.labels) {
+                continue;
+            }
+            let pod = self.summaries.get(stored);
+            if pod.controller_uid.as_deref() != Some(uid) || !pod.active() {
                 continue;
             }
             replicas += 1;
-            let labels = pod["metadata"]["labels"].as_object();
             if template_labels
                 .iter()
-                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+                .all(|(k, v)| stored.labels.get(k).map(String::as_str) == v.as_str())
             {
                 labeled += 1;
             }
-            if let Some(since) = ready_since(&pod) {
+            if let Some(since) = pod.ready_since {
                 ready += 1;
                 let ready_for = now.duration_since(since).as_secs();
                 if ready_for >= min_ready {
@@ -314,24 +319,34 @@ impl Reconciler for ReplicaSets {
             };
         }
         if event.key.starts_with(&self.pods.info.storage_prefix()) {
-            let pod = event.object.value();
-            if has_controller(&pod) || !is_active_pod(&pod) {
-                return controller_key(&pod, &self.replicasets)
+            if event.kind == CacheEventKind::Deleted {
+                self.summaries.forget(&event.key);
+            }
+            let stored = &event.object;
+            if let Some(owner) = controller_ref(stored) {
+                return (owner.kind == "ReplicaSet")
+                    .then(|| self.replicasets.info.key(stored.namespace.as_deref(), &owner.name))
                     .into_iter()
                     .collect();
             }
+            let finished = matches!(
+                stored.field("status.phase").as_deref(),
+                Some("Succeeded" | "Failed")
+            );
+            if stored.deleting || finished || event.kind == CacheEventKind::Deleted {
+                return vec![];
+            }
             // An orphan: the ReplicaSets whose selector matches it may adopt it.
-            let labels = pod.pointer("/metadata/labels").and_then(Value::as_object);
             let prefix = self
                 .replicasets
                 .info
-                .namespace_prefix(event.object.namespace.as_deref());
+                .namespace_prefix(stored.namespace.as_deref());
             let (sets, _) = self.cache.list(&prefix);
             return sets
                 .into_iter()
                 .filter(|rs| {
                     LabelSelector::from_object(&rs.value()["spec"]["selector"])
-                        .is_ok_and(|s| !s.is_empty() && s.matches(labels))
+                        .is_ok_and(|s| !s.is_empty() && s.matches_map(&stored.labels))
                 })
                 .map(|rs| rs.key.clone())
                 .collect();
@@ -371,6 +386,7 @@ pub async fn run(registry: Arc<Registry>) {
         pods: resource("pods", ""),
         requeues: Vec::new(),
         cache: registry.cache().clone(),
+        summaries: PodSummaries::default(),
     };
     queue::run(registry, "/registry/", controller, Duration::from_secs(30)).await;
 }
@@ -390,18 +406,16 @@ mod tests {
 
     #[test]
     fn surplus_goes_unscheduled_first_then_pending_then_unready_then_newest() {
-        let mut pods = [
+        let pods = [
             pod("ready-old", "n1", "Running", true, "2026-01-01T00:00:00Z"),
             pod("ready-new", "n1", "Running", true, "2026-01-02T00:00:00Z"),
             pod("unready", "n1", "Running", false, "2026-01-01T00:00:00Z"),
             pod("pending", "n1", "Pending", false, "2026-01-01T00:00:00Z"),
             pod("unscheduled", "", "Pending", false, "2026-01-01T00:00:00Z"),
         ];
+        let mut pods: Vec<PodSummary> = pods.iter().map(PodSummary::parse).collect();
         pods.sort_by_key(deletion_rank);
-        let order: Vec<&str> = pods
-            .iter()
-            .map(|p| p["metadata"]["name"].as_str().unwrap())
-            .collect();
+        let order: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             order,
             [
@@ -425,13 +439,10 @@ mod tests {
         assert_eq!(pod["metadata"]["generateName"], "web-");
         assert_eq!(pod["metadata"]["labels"]["app"], "web");
         assert_eq!(pod["spec"]["containers"][0]["image"], "i");
-        assert!(controlled_by(&pod, "u1"));
-        assert!(!controlled_by(&pod, "u2"));
+        assert!(crate::objects::controlled_by(&pod, "u1"));
+        assert!(!crate::objects::controlled_by(&pod, "u2"));
         pod["metadata"]["namespace"] = json!("default");
-        let replicasets = resource("replicasets", "apps");
-        assert_eq!(
-            controller_key(&pod, &replicasets),
-            Some(replicasets.info.key(Some("default"), "web"))
-        );
+        let owner = &pod["metadata"]["ownerReferences"][0];
+        assert_eq!((owner["kind"].as_str(), owner["name"].as_str()), (Some("ReplicaSet"), Some("web")));
     }
 }

@@ -26,12 +26,64 @@ pub struct TermCount {
     pub counts: Arc<HashMap<String, i64>>,
 }
 
+/// Nodes in slots addressed by index (a scheduling cycle looks nodes up by index, not by
+/// hashing names), found by name through an index. Slots are never reused: a node that goes
+/// becomes a placeholder holding the pods still bound to it.
+#[derive(Debug, Default)]
+pub struct Nodes {
+    slots: Vec<NodeInfo>,
+    index: HashMap<String, usize>,
+}
+
+impl Nodes {
+    pub fn get(&self, name: &str) -> Option<&NodeInfo> {
+        self.index.get(name).map(|i| &self.slots[*i])
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
+        self.index.get(name).map(|i| &mut self.slots[*i])
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|n| n.exists)
+    }
+
+    /// The slot of a node, made (as a placeholder) if it has none.
+    pub fn slot(&mut self, name: &str) -> usize {
+        if let Some(i) = self.index.get(name) {
+            return *i;
+        }
+        self.slots.push(NodeInfo {
+            name: name.to_string(),
+            ..Default::default()
+        });
+        self.index.insert(name.to_string(), self.slots.len() - 1);
+        self.slots.len() - 1
+    }
+
+    pub fn at(&self, slot: usize) -> &NodeInfo {
+        &self.slots[slot]
+    }
+
+    pub fn at_mut(&mut self, slot: usize) -> &mut NodeInfo {
+        &mut self.slots[slot]
+    }
+}
+
+impl std::ops::Index<&str> for Nodes {
+    type Output = NodeInfo;
+
+    fn index(&self, name: &str) -> &NodeInfo {
+        self.get(name).expect("a known node")
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Cache {
-    pub nodes: HashMap<String, NodeInfo>,
-    /// Names of the nodes that exist (not only placeholders for pods bound to unknown nodes),
-    /// in a stable order for the round-robin start of each search.
-    pub order: Vec<String>,
+    pub nodes: Nodes,
+    /// Slots of the nodes that exist (not placeholders for pods bound to unknown nodes), in a
+    /// stable order for the round-robin start of each search.
+    pub order: Vec<usize>,
     placed: HashMap<String, Arc<PodInfo>>,
     assumed: HashSet<String>,
     pub namespaces: HashMap<String, BTreeMap<String, String>>,
@@ -56,45 +108,44 @@ impl Cache {
     // ---- nodes ----
 
     pub fn set_node(&mut self, mut node: NodeInfo) {
-        let name = node.name.clone();
         for image in node.images.keys() {
             *self.images.entry(image.clone()).or_default() += 1;
         }
-        let labels_changed = match self.nodes.remove(&name) {
-            Some(previous) => {
-                self.forget_images(&previous);
-                let changed = previous.labels != node.labels;
-                node.inherit(previous);
-                changed
-            }
-            None => true,
-        };
-        if !self.order.contains(&name) {
-            self.order.push(name.clone());
+        let slot = self.nodes.slot(&node.name);
+        let previous = std::mem::take(self.nodes.at_mut(slot));
+        let labels_changed = !previous.exists || previous.labels != node.labels;
+        if previous.exists {
+            self.forget_images(&previous);
+        } else {
+            self.order.push(slot);
         }
-        self.nodes.insert(name, node);
+        node.exists = true;
+        node.inherit(previous);
+        *self.nodes.at_mut(slot) = node;
         if labels_changed {
             self.relabelled();
         }
     }
 
     pub fn remove_node(&mut self, name: &str) {
-        self.order.retain(|n| n != name);
-        if let Some(node) = self.nodes.get(name).cloned() {
-            self.forget_images(&node);
-        }
+        let Some(slot) = self.nodes.index.get(name).copied() else {
+            return;
+        };
+        self.order.retain(|s| *s != slot);
         // Pods still bound to a node that is gone keep a placeholder (as in Kubernetes) until
         // they are deleted.
-        if let Some(node) = self.nodes.get_mut(name) {
-            let pods = std::mem::take(&mut node.pods);
-            *node = NodeInfo {
-                name: name.to_string(),
-                ..Default::default()
-            };
-            for pod in pods {
-                node.add_pod(pod);
-            }
+        let previous = std::mem::take(self.nodes.at_mut(slot));
+        if previous.exists {
+            self.forget_images(&previous);
         }
+        let mut placeholder = NodeInfo {
+            name: name.to_string(),
+            ..Default::default()
+        };
+        for pod in previous.pods {
+            placeholder.add_pod(pod);
+        }
+        *self.nodes.at_mut(slot) = placeholder;
         self.relabelled();
     }
 
@@ -129,8 +180,8 @@ impl Cache {
     pub fn domains(&mut self, key: &str) -> Arc<HashMap<String, i64>> {
         if !self.domains.contains_key(key) {
             let mut domains: HashMap<String, i64> = HashMap::new();
-            for name in &self.order {
-                if let Some(value) = self.nodes[name].labels.get(key) {
+            for slot in &self.order {
+                if let Some(value) = self.nodes.at(*slot).labels.get(key) {
                     *domains.entry(value.clone()).or_default() += 1;
                 }
             }
@@ -182,20 +233,23 @@ impl Cache {
         }
     }
 
+    /// The pod as counted, if it is placed.
+    pub fn placed_pod(&self, key: &str) -> Option<&Arc<PodInfo>> {
+        self.placed.get(key)
+    }
+
+    /// The store confirms an assumed placement.
+    pub fn confirm(&mut self, key: &str) {
+        self.assumed.remove(key);
+    }
+
     pub fn is_placed(&self, key: &str) -> bool {
         self.placed.contains_key(key)
     }
 
     fn add(&mut self, pod: Arc<PodInfo>) {
-        let node_name = pod.node_name.clone();
-        let node = self
-            .nodes
-            .entry(node_name.clone())
-            .or_insert_with(|| NodeInfo {
-                name: node_name,
-                ..Default::default()
-            });
-        node.add_pod(pod.clone());
+        let slot = self.nodes.slot(&pod.node_name);
+        self.nodes.at_mut(slot).add_pod(pod.clone());
         self.count_terms(&pod, 1);
         self.count_anti(&pod, 1);
         self.placed.insert(pod.key.clone(), pod);

@@ -99,9 +99,9 @@ pub trait Plugin: Send + Sync {
         Ok(())
     }
 
-    /// Prepare scoring over the feasible nodes (by name). `false`: nothing to score, Score is
-    /// skipped.
-    fn pre_score(&self, _cycle: &mut Cycle, _cache: &mut Cache, _nodes: &[String]) -> bool {
+    /// Prepare scoring over the feasible nodes (by cache slot). `false`: nothing to score,
+    /// Score is skipped.
+    fn pre_score(&self, _cycle: &mut Cycle, _cache: &mut Cache, _nodes: &[usize]) -> bool {
         true
     }
 
@@ -237,7 +237,7 @@ impl Profile {
         cache: &mut Cache,
         lookup: Lookup<'_>,
         search: &mut SearchState,
-    ) -> Result<Vec<String>, Failure> {
+    ) -> Result<Vec<usize>, Failure> {
         let total = cache.order.len();
         let mut failure = Failure {
             nodes: total,
@@ -253,7 +253,11 @@ impl Profile {
                         failure.reasons.insert(reason, total);
                     }
                     if unfit.unresolvable {
-                        failure.unresolvable = cache.order.iter().cloned().collect();
+                        failure.unresolvable = cache
+                            .order
+                            .iter()
+                            .map(|s| cache.nodes.at(*s).name.clone())
+                            .collect();
                     }
                     return Err(failure);
                 }
@@ -275,12 +279,12 @@ impl Profile {
         let mut looked_at = 0;
         for offset in 0..total {
             looked_at = offset + 1;
-            let name = &cache.order[(start + offset) % total];
-            let node = &cache.nodes[name];
+            let slot = cache.order[(start + offset) % total];
+            let node = cache.nodes.at(slot);
             let verdict = active.iter().try_for_each(|p| p.filter(cycle, node));
             match verdict {
                 Ok(()) => {
-                    feasible.push(name.clone());
+                    feasible.push(slot);
                     if feasible.len() >= wanted {
                         break;
                     }
@@ -290,7 +294,7 @@ impl Profile {
                         *failure.reasons.entry(reason).or_default() += 1;
                     }
                     if unfit.unresolvable {
-                        failure.unresolvable.insert(name.clone());
+                        failure.unresolvable.insert(node.name.clone());
                     }
                 }
             }
@@ -303,16 +307,16 @@ impl Profile {
         }
     }
 
-    /// Run PreScore and Score over the feasible nodes; the best one.
+    /// Run PreScore and Score over the feasible nodes; the best one's slot.
     pub fn pick(
         &self,
         cycle: &mut Cycle,
         cache: &mut Cache,
-        feasible: &[String],
+        feasible: &[usize],
         rng: &mut Rng,
-    ) -> String {
+    ) -> usize {
         if feasible.len() == 1 {
-            return feasible[0].clone();
+            return feasible[0];
         }
         let mut totals = vec![0i64; feasible.len()];
         for (plugin, weight) in &self.scorers {
@@ -322,7 +326,7 @@ impl Profile {
             }
             let mut scores: Vec<i64> = feasible
                 .iter()
-                .map(|n| plugin.score(cycle, &cache.nodes[n]))
+                .map(|n| plugin.score(cycle, cache.nodes.at(*n)))
                 .collect();
             plugin.normalize(cycle, &mut scores);
             for (total, score) in totals.iter_mut().zip(scores) {
@@ -332,7 +336,7 @@ impl Profile {
         let best = totals.iter().copied().max().unwrap_or(0);
         let ties: Vec<usize> = (0..totals.len()).filter(|i| totals[*i] == best).collect();
         let chosen = ties[rng.below(ties.len() as u64) as usize];
-        feasible[chosen].clone()
+        feasible[chosen]
     }
 }
 

@@ -108,7 +108,28 @@ impl Scheduler {
                 }
                 return;
             }
-            let pod = Arc::new(PodInfo::parse(key, &event.object.value()));
+            // A placed pod whose node, labels, phase and deletion are unchanged (a status
+            // update, or the store confirming our binding) needs no parsing.
+            let stored = &event.object;
+            let node = stored.field("spec.nodeName").unwrap_or_default();
+            let finished = matches!(
+                stored.field("status.phase").as_deref(),
+                Some("Succeeded" | "Failed")
+            );
+            if !node.is_empty()
+                && !finished
+                && self.cache.placed_pod(key).is_some_and(|p| {
+                    p.node_name == node
+                        && p.uid == stored.uid
+                        && p.labels == stored.labels
+                        && p.deleting == stored.deleting
+                })
+            {
+                self.cache.confirm(key);
+                self.queue.done(key);
+                return;
+            }
+            let pod = Arc::new(PodInfo::parse(key, &stored.value()));
             if pod.node_name.is_empty() {
                 self.cache.pod_event(key, None);
                 if pod.unscheduled() && !pod.scheduling_gated && self.handles(&pod) {
@@ -206,7 +227,8 @@ impl Scheduler {
         if nominated.is_some() {
             self.nominations.remove(&pod.key);
         }
-        let node = profile.pick(&mut cycle, &mut self.cache, &feasible, &mut self.search.rng);
+        let slot = profile.pick(&mut cycle, &mut self.cache, &feasible, &mut self.search.rng);
+        let node = self.cache.nodes.at(slot).name.clone();
         // Reserve, then Permit, over every plugin of the profile; undo on refusal.
         let plugins: Vec<_> = profile
             .filters

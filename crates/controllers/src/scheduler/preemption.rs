@@ -53,16 +53,12 @@ pub fn find(
     let candidates = cache
         .order
         .iter()
-        .filter(|n| !failure.unresolvable.contains(*n))
-        .filter(|n| {
-            cache.nodes[*n]
-                .pods
-                .iter()
-                .any(|p| p.priority < pod.priority)
-        })
+        .map(|s| cache.nodes.at(*s))
+        .filter(|n| !failure.unresolvable.contains(&n.name))
+        .filter(|n| n.pods.iter().any(|p| p.priority < pod.priority))
         .take(MAX_CANDIDATES);
-    for name in candidates {
-        let node = &cache.nodes[name];
+    for node in candidates {
+        let name = &node.name;
         let mut lower: Vec<Arc<PodInfo>> = node
             .pods
             .iter()

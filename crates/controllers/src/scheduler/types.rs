@@ -567,6 +567,8 @@ impl PodInfo {
 #[derive(Debug, Clone, Default)]
 pub struct NodeInfo {
     pub name: String,
+    /// The Node object exists (not a placeholder for pods bound to an unknown node).
+    pub exists: bool,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Value>,
     pub unschedulable: bool,

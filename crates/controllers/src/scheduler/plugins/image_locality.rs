@@ -47,7 +47,7 @@ impl Plugin for ImageLocality {
         "ImageLocality"
     }
 
-    fn pre_score(&self, cycle: &mut Cycle, cache: &mut Cache, _: &[String]) -> bool {
+    fn pre_score(&self, cycle: &mut Cycle, cache: &mut Cache, _: &[usize]) -> bool {
         let mut holders = HashMap::new();
         for image in &cycle.pod.images {
             let count = cache

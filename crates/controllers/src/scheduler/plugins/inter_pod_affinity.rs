@@ -113,7 +113,7 @@ impl Plugin for InterPodAffinity {
         Ok(())
     }
 
-    fn pre_score(&self, cycle: &mut Cycle, cache: &mut Cache, _: &[String]) -> bool {
+    fn pre_score(&self, cycle: &mut Cycle, cache: &mut Cache, _: &[usize]) -> bool {
         let pod = cycle.pod.clone();
         let mut terms = Vec::new();
         for (weight, term) in &pod.preferred_affinity {

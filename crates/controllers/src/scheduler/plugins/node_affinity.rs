@@ -37,7 +37,7 @@ impl Plugin for NodeAffinity {
         }
     }
 
-    fn pre_score(&self, cycle: &mut Cycle, _: &mut Cache, _: &[String]) -> bool {
+    fn pre_score(&self, cycle: &mut Cycle, _: &mut Cache, _: &[usize]) -> bool {
         !cycle.pod.preferred_terms.is_empty()
     }
 

@@ -56,7 +56,7 @@ fn domains(cache: &mut Cache, pod: &PodInfo, constraint: &SpreadConstraint) -> V
     let mut found: Vec<String> = cache
         .order
         .iter()
-        .map(|n| &cache.nodes[n])
+        .map(|s| cache.nodes.at(*s))
         .filter(|node| !constraint.honor_node_affinity || required_match(pod, node))
         .filter(|node| {
             !constraint.honor_taints
@@ -137,7 +137,7 @@ impl Plugin for PodTopologySpread {
         Ok(())
     }
 
-    fn pre_score(&self, cycle: &mut Cycle, cache: &mut Cache, _: &[String]) -> bool {
+    fn pre_score(&self, cycle: &mut Cycle, cache: &mut Cache, _: &[usize]) -> bool {
         let pod = cycle.pod.clone();
         let mut soft = Vec::new();
         for constraint in pod.spread.iter().filter(|c| !c.hard) {
