@@ -53,7 +53,7 @@ struct Cli {
     /// Scheduler suite: simulated nodes.
     #[arg(long, default_value_t = 5_000)]
     sim_nodes: usize,
-    /// Scheduler suite: pods per throughput scenario.
+    /// Scheduler suite: pods per throughput scenario (0: skip them).
     #[arg(long, default_value_t = 10_000)]
     sched_pods: usize,
     /// Scheduler suite: replicas of the large Deployment (0: skip it).
@@ -262,6 +262,7 @@ async fn run_scheduler(
         pods: cli.sched_pods,
         replicas: cli.replicas,
         clients: cli.clients,
+        server_env: cli.maestro_env.clone(),
     };
     let report = scheduling::run(maestro_bin, &cfg, cli.replicas > 0).await?;
     machine.load_end = machine::load_average();

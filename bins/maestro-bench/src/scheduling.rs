@@ -33,6 +33,8 @@ pub struct SchedulerConfig {
     pub pods: usize,
     pub replicas: usize,
     pub clients: usize,
+    /// Extra environment for the server (diagnosis, e.g. MALLOC_ARENA_MAX=2).
+    pub server_env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +110,7 @@ pub struct SchedulerReport {
 /// A server whose data directory outlives restarts.
 struct Cluster {
     binary: PathBuf,
+    env: Vec<(String, String)>,
     dir: tempfile::TempDir,
     port: u16,
     server: Option<Server>,
@@ -115,9 +118,10 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn new(binary: &Path) -> anyhow::Result<Cluster> {
+    fn new(binary: &Path, env: &[(String, String)]) -> anyhow::Result<Cluster> {
         Ok(Cluster {
             binary: binary.to_path_buf(),
+            env: env.to_vec(),
             dir: tempfile::Builder::new()
                 .prefix("maestro-bench-sched-")
                 .tempdir()?,
@@ -137,7 +141,8 @@ impl Cluster {
             .args(["--node-monitor-grace-period-seconds", "3600"])
             // Room for a /24 per node, as a cluster of this size is configured.
             .args(["--cluster-cidr", "10.128.0.0/9"])
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         if !scheduler {
             cmd.arg("--disable-scheduler");
         }
@@ -266,7 +271,7 @@ async fn throughput(
     cfg: &SchedulerConfig,
     scenario: Scenario,
 ) -> anyhow::Result<(Throughput, f64)> {
-    let mut cluster = Cluster::new(binary)?;
+    let mut cluster = Cluster::new(binary, &cfg.server_env)?;
     let api = cluster.start_server(false).await?;
     cluster.start_agent(cfg.nodes)?;
     crate::progress(&format!(
@@ -342,7 +347,7 @@ async fn throughput(
 
 /// A Deployment of `replicas` on the simulated nodes, from create to all available.
 async fn deployment(binary: &Path, cfg: &SchedulerConfig) -> anyhow::Result<DeploymentRun> {
-    let mut cluster = Cluster::new(binary)?;
+    let mut cluster = Cluster::new(binary, &cfg.server_env)?;
     let api = cluster.start_server(true).await?;
     cluster.start_agent(cfg.nodes)?;
     wait_for_nodes(&mut cluster, &api, cfg.nodes).await?;
@@ -397,6 +402,13 @@ async fn deployment(binary: &Path, cfg: &SchedulerConfig) -> anyhow::Result<Depl
     let all_available = started.elapsed().as_secs_f64();
     // Let the last status writes settle before reading memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    if let Some(server) = cluster.server.as_ref() {
+        crate::progress(&format!(
+            "scheduler: server {} KiB RSS, {} KiB anonymous",
+            server.rss_kib()?,
+            crate::procs::status_kib(server.pid(), "RssAnon:")?
+        ));
+    }
     Ok(DeploymentRun {
         replicas: cfg.replicas,
         all_bound: all_bound.unwrap_or(all_available),
@@ -426,7 +438,12 @@ pub async fn run(
         throughput: Vec::new(),
         deployment: None,
     };
-    for scenario in [Scenario::Plain, Scenario::AntiAffinity, Scenario::Spread] {
+    let scenarios = if cfg.pods == 0 {
+        Vec::new()
+    } else {
+        vec![Scenario::Plain, Scenario::AntiAffinity, Scenario::Spread]
+    };
+    for scenario in scenarios {
         let (result, registration) = throughput(binary, cfg, scenario).await?;
         crate::progress(&format!(
             "scheduler: {}: {:.0} pods/s ({} pods in {:.2} s)",
