@@ -123,11 +123,19 @@ impl Schedule {
     fn day_matches(&self, t: &jiff::civil::DateTime) -> bool {
         let dom = self.days[t.day() as usize];
         let dow = self.weekdays[t.weekday().to_sunday_zero_offset() as usize];
-        if self.either_day { dom || dow } else { dom && dow }
+        if self.either_day {
+            dom || dow
+        } else {
+            dom && dow
+        }
     }
 
     /// The first scheduled time strictly after `after`, in `tz`.
-    pub fn next_after(&self, after: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> Option<jiff::Timestamp> {
+    pub fn next_after(
+        &self,
+        after: jiff::Timestamp,
+        tz: &jiff::tz::TimeZone,
+    ) -> Option<jiff::Timestamp> {
         let local = after.to_zoned(tz.clone()).datetime();
         // Start at the next whole minute.
         let mut t = local
@@ -141,7 +149,10 @@ impl Schedule {
         // Enough for any schedule that can fire at all (leap days included).
         for _ in 0..600_000 {
             if !self.months[t.month() as usize] {
-                t = t.first_of_month().checked_add(jiff::Span::new().months(1)).ok()?;
+                t = t
+                    .first_of_month()
+                    .checked_add(jiff::Span::new().months(1))
+                    .ok()?;
                 t = t.with().hour(0).minute(0).build().ok()?;
                 continue;
             }
@@ -183,7 +194,10 @@ fn stamp(t: jiff::Timestamp) -> String {
 fn job_finished(job: &Value) -> Option<&'static str> {
     let conditions = job["status"]["conditions"].as_array()?;
     for (kind, outcome) in [("Complete", "Complete"), ("Failed", "Failed")] {
-        if conditions.iter().any(|c| c["type"] == kind && c["status"] == "True") {
+        if conditions
+            .iter()
+            .any(|c| c["type"] == kind && c["status"] == "True")
+        {
             return Some(outcome);
         }
     }
@@ -200,7 +214,11 @@ fn job_for(cron: &Value, at: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> Value 
         .unwrap_or_default();
     annotations.insert(
         SCHEDULED_ANNOTATION.into(),
-        json!(at.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()),
+        json!(
+            at.to_zoned(tz.clone())
+                .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string()
+        ),
     );
     let mut owner = controller_reference(cron);
     owner["apiVersion"] = json!("batch/v1");
@@ -231,21 +249,40 @@ impl CronJobs {
             i.kind = "CronJob".into();
             i
         };
-        let schedule = match Schedule::parse(cron["spec"]["schedule"].as_str().unwrap_or_default()) {
+        let schedule = match Schedule::parse(cron["spec"]["schedule"].as_str().unwrap_or_default())
+        {
             Ok(s) => s,
             Err(e) => {
-                events::record(registry, COMPONENT, &involved, EventType::Warning, "UnparseableSchedule", &format!("unparseable schedule: {e}")).await;
+                events::record(
+                    registry,
+                    COMPONENT,
+                    &involved,
+                    EventType::Warning,
+                    "UnparseableSchedule",
+                    &format!("unparseable schedule: {e}"),
+                )
+                .await;
                 return Ok(());
             }
         };
         let tz = match time_zone(&cron) {
             Ok(tz) => tz,
             Err(e) => {
-                events::record(registry, COMPONENT, &involved, EventType::Warning, "UnknownTimeZone", &e).await;
+                events::record(
+                    registry,
+                    COMPONENT,
+                    &involved,
+                    EventType::Warning,
+                    "UnknownTimeZone",
+                    &e,
+                )
+                .await;
                 return Ok(());
             }
         };
-        let (all, _) = registry.cache().list(&self.jobs.info.namespace_prefix(Some(&namespace)));
+        let (all, _) = registry
+            .cache()
+            .list(&self.jobs.info.namespace_prefix(Some(&namespace)));
         let mut jobs: Vec<Value> = all
             .iter()
             .map(|j| j.value())
@@ -279,10 +316,24 @@ impl CronJobs {
             let too_late = cron["spec"]["startingDeadlineSeconds"]
                 .as_i64()
                 .is_some_and(|d| now.duration_since(t).as_secs() > d);
-            let active: Vec<Value> = jobs.iter().filter(|j| job_finished(j).is_none()).cloned().collect();
-            let policy = cron["spec"]["concurrencyPolicy"].as_str().unwrap_or("Allow");
+            let active: Vec<Value> = jobs
+                .iter()
+                .filter(|j| job_finished(j).is_none())
+                .cloned()
+                .collect();
+            let policy = cron["spec"]["concurrencyPolicy"]
+                .as_str()
+                .unwrap_or("Allow");
             if too_late {
-                events::record(registry, COMPONENT, &involved, EventType::Warning, "MissSchedule", &format!("Missed scheduled time to start a job: {}", stamp(t))).await;
+                events::record(
+                    registry,
+                    COMPONENT,
+                    &involved,
+                    EventType::Warning,
+                    "MissSchedule",
+                    &format!("Missed scheduled time to start a job: {}", stamp(t)),
+                )
+                .await;
                 last_schedule = json!(stamp(t));
             } else if policy == "Forbid" && !active.is_empty() {
                 // Skipped, not recorded: it runs when the Job finishes if still due then.
@@ -290,17 +341,46 @@ impl CronJobs {
                 if policy == "Replace" {
                     for job in &active {
                         let name = job["metadata"]["name"].as_str().unwrap_or_default();
-                        crate::writes::delete(registry, &self.jobs, Some(&namespace), name,
-                            job["metadata"]["uid"].as_str().unwrap_or_default(), Some(Propagation::Background)).await?;
-                        events::record(registry, COMPONENT, &involved, EventType::Normal, "SuccessfulDelete", &format!("Deleted job {name}")).await;
+                        crate::writes::delete(
+                            registry,
+                            &self.jobs,
+                            Some(&namespace),
+                            name,
+                            job["metadata"]["uid"].as_str().unwrap_or_default(),
+                            Some(Propagation::Background),
+                        )
+                        .await?;
+                        events::record(
+                            registry,
+                            COMPONENT,
+                            &involved,
+                            EventType::Normal,
+                            "SuccessfulDelete",
+                            &format!("Deleted job {name}"),
+                        )
+                        .await;
                     }
                     jobs.retain(|j| job_finished(j).is_some());
                 }
                 let job = job_for(&cron, t, &tz);
-                let name = job["metadata"]["name"].as_str().unwrap_or_default().to_string();
-                match registry.create(&self.jobs, Some(&namespace), job, &WriteOptions::default()).await {
+                let name = job["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                match registry
+                    .create(&self.jobs, Some(&namespace), job, &WriteOptions::default())
+                    .await
+                {
                     Ok(created) => {
-                        events::record(registry, COMPONENT, &involved, EventType::Normal, "SuccessfulCreate", &format!("Created job {name}")).await;
+                        events::record(
+                            registry,
+                            COMPONENT,
+                            &involved,
+                            EventType::Normal,
+                            "SuccessfulCreate",
+                            &format!("Created job {name}"),
+                        )
+                        .await;
                         jobs.push(created.object);
                     }
                     // Already created for this time (by an earlier pass).
@@ -317,13 +397,28 @@ impl CronJobs {
             ("Failed", "failedJobsHistoryLimit", 1),
         ] {
             let limit = cron["spec"][limit_field].as_i64().unwrap_or(default).max(0) as usize;
-            let mut done: Vec<&Value> = jobs.iter().filter(|j| job_finished(j) == Some(outcome)).collect();
+            let mut done: Vec<&Value> = jobs
+                .iter()
+                .filter(|j| job_finished(j) == Some(outcome))
+                .collect();
             if done.len() > limit {
-                done.sort_by_key(|j| j["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_string());
+                done.sort_by_key(|j| {
+                    j["metadata"]["creationTimestamp"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                });
                 for job in &done[..done.len() - limit] {
                     let name = job["metadata"]["name"].as_str().unwrap_or_default();
-                    crate::writes::delete(registry, &self.jobs, Some(&namespace), name,
-                        job["metadata"]["uid"].as_str().unwrap_or_default(), Some(Propagation::Background)).await?;
+                    crate::writes::delete(
+                        registry,
+                        &self.jobs,
+                        Some(&namespace),
+                        name,
+                        job["metadata"]["uid"].as_str().unwrap_or_default(),
+                        Some(Propagation::Background),
+                    )
+                    .await?;
                 }
             }
         }
@@ -332,9 +427,11 @@ impl CronJobs {
         let active: Vec<Value> = jobs
             .iter()
             .filter(|j| job_finished(j).is_none())
-            .map(|j| json!({"kind": "Job", "apiVersion": "batch/v1", "namespace": namespace,
+            .map(|j| {
+                json!({"kind": "Job", "apiVersion": "batch/v1", "namespace": namespace,
                 "name": j["metadata"]["name"], "uid": j["metadata"]["uid"],
-                "resourceVersion": j["metadata"]["resourceVersion"]}))
+                "resourceVersion": j["metadata"]["resourceVersion"]})
+            })
             .collect();
         let last_success = jobs
             .iter()
@@ -353,23 +450,39 @@ impl CronJobs {
         if !last_success.is_null() {
             status["lastSuccessfulTime"] = last_success;
         }
-        let current = if cron["status"].is_object() { cron["status"].clone() } else { json!({}) };
+        let current = if cron["status"].is_object() {
+            cron["status"].clone()
+        } else {
+            json!({})
+        };
         let same_refs = |a: &Value, b: &Value| {
-            let names = |v: &Value| -> Vec<Value> { v.as_array().map(|l| l.iter().map(|r| r["uid"].clone()).collect()).unwrap_or_default() };
+            let names = |v: &Value| -> Vec<Value> {
+                v.as_array()
+                    .map(|l| l.iter().map(|r| r["uid"].clone()).collect())
+                    .unwrap_or_default()
+            };
             names(a) == names(b)
         };
         if !(same_refs(&status["active"], &current["active"])
             && status["lastScheduleTime"] == current["lastScheduleTime"]
             && status["lastSuccessfulTime"] == current["lastSuccessfulTime"])
         {
-            crate::writes::edit(registry, &self.cronjobs, Some(&namespace), &stored.name, Some("status"), |next| {
-                next["status"] = status.clone();
-            })
+            crate::writes::edit(
+                registry,
+                &self.cronjobs,
+                Some(&namespace),
+                &stored.name,
+                Some("status"),
+                |next| {
+                    next["status"] = status.clone();
+                },
+            )
             .await?;
         }
         if let Some(next) = schedule.next_after(now, &tz) {
             let wait = next.duration_since(now).as_secs().max(0) as u64 + 1;
-            self.requeues.push((stored.key.clone(), Duration::from_secs(wait)));
+            self.requeues
+                .push((stored.key.clone(), Duration::from_secs(wait)));
         }
         Ok(())
     }
@@ -387,7 +500,11 @@ impl Reconciler for CronJobs {
         if event.key.starts_with(&self.jobs.info.storage_prefix()) {
             return controller_ref(&event.object)
                 .filter(|owner| owner.kind == "CronJob")
-                .map(|owner| self.cronjobs.info.key(event.object.namespace.as_deref(), &owner.name))
+                .map(|owner| {
+                    self.cronjobs
+                        .info
+                        .key(event.object.namespace.as_deref(), &owner.name)
+                })
                 .into_iter()
                 .collect();
         }
@@ -446,20 +563,44 @@ mod tests {
 
     #[test]
     fn schedules_fire_at_the_next_matching_minute() {
-        assert_eq!(next("*/15 * * * *", "2026-01-01T10:07:30Z"), "2026-01-01T10:15:00Z");
-        assert_eq!(next("0 3 * * *", "2026-01-01T03:00:00Z"), "2026-01-02T03:00:00Z");
-        assert_eq!(next("@hourly", "2026-01-01T10:59:59Z"), "2026-01-01T11:00:00Z");
-        assert_eq!(next("30 9 * * MON-FRI", "2026-01-02T10:00:00Z"), "2026-01-05T09:30:00Z");
-        assert_eq!(next("0 0 29 2 *", "2026-03-01T00:00:00Z"), "2028-02-29T00:00:00Z");
+        assert_eq!(
+            next("*/15 * * * *", "2026-01-01T10:07:30Z"),
+            "2026-01-01T10:15:00Z"
+        );
+        assert_eq!(
+            next("0 3 * * *", "2026-01-01T03:00:00Z"),
+            "2026-01-02T03:00:00Z"
+        );
+        assert_eq!(
+            next("@hourly", "2026-01-01T10:59:59Z"),
+            "2026-01-01T11:00:00Z"
+        );
+        assert_eq!(
+            next("30 9 * * MON-FRI", "2026-01-02T10:00:00Z"),
+            "2026-01-05T09:30:00Z"
+        );
+        assert_eq!(
+            next("0 0 29 2 *", "2026-03-01T00:00:00Z"),
+            "2028-02-29T00:00:00Z"
+        );
         // Day of month and day of week both set: either matches.
-        assert_eq!(next("0 0 13 * 5", "2026-02-01T00:00:00Z"), "2026-02-06T00:00:00Z");
-        assert_eq!(next("0 12 * JAN,jul 7", "2026-01-01T00:00:00Z"), "2026-01-04T12:00:00Z");
+        assert_eq!(
+            next("0 0 13 * 5", "2026-02-01T00:00:00Z"),
+            "2026-02-06T00:00:00Z"
+        );
+        assert_eq!(
+            next("0 12 * JAN,jul 7", "2026-01-01T00:00:00Z"),
+            "2026-01-04T12:00:00Z"
+        );
     }
 
     #[test]
     fn time_zones_shift_the_schedule() {
         let tz = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
-        let t = Schedule::parse("0 9 * * *").unwrap().next_after(at("2026-07-01T00:00:00Z"), &tz).unwrap();
+        let t = Schedule::parse("0 9 * * *")
+            .unwrap()
+            .next_after(at("2026-07-01T00:00:00Z"), &tz)
+            .unwrap();
         assert_eq!(stamp(t), "2026-07-01T07:00:00Z");
     }
 
@@ -482,8 +623,14 @@ mod tests {
             "spec": {"jobTemplate": {"metadata": {"labels": {"app": "backup"}},
                 "spec": {"template": {"spec": {"containers": []}}}}}});
         let job = job_for(&cron, at("2026-01-01T00:05:00Z"), &jiff::tz::TimeZone::UTC);
-        assert_eq!(job["metadata"]["name"], format!("backup-{}", at("2026-01-01T00:05:00Z").as_second() / 60));
-        assert_eq!(job["metadata"]["annotations"][SCHEDULED_ANNOTATION], "2026-01-01T00:05:00+00:00");
+        assert_eq!(
+            job["metadata"]["name"],
+            format!("backup-{}", at("2026-01-01T00:05:00Z").as_second() / 60)
+        );
+        assert_eq!(
+            job["metadata"]["annotations"][SCHEDULED_ANNOTATION],
+            "2026-01-01T00:05:00+00:00"
+        );
         assert!(controlled_by(&job, "u1"));
     }
 }

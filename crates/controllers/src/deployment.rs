@@ -1364,14 +1364,20 @@ impl Reconciler for Deployments {
     fn keys_for(&mut self, event: &CacheEvent<StoredObject>) -> Vec<String> {
         let stored = &event.object;
         let namespace = stored.namespace.as_deref();
-        if event.key.starts_with(&self.deployments.info.storage_prefix()) {
+        if event
+            .key
+            .starts_with(&self.deployments.info.storage_prefix())
+        {
             return if event.kind == CacheEventKind::Deleted {
                 vec![]
             } else {
                 vec![event.key.clone()]
             };
         }
-        if event.key.starts_with(&self.replicasets.info.storage_prefix()) {
+        if event
+            .key
+            .starts_with(&self.replicasets.info.storage_prefix())
+        {
             if let Some(owner) = controller_ref(stored) {
                 return (owner.kind == "Deployment")
                     .then(|| self.deployments.info.key(namespace, &owner.name))

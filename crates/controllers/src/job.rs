@@ -481,7 +481,11 @@ impl Reconciler for Jobs {
         if event.key.starts_with(&self.pods.info.storage_prefix()) {
             return controller_ref(&event.object)
                 .filter(|owner| owner.kind == "Job")
-                .map(|owner| self.jobs.info.key(event.object.namespace.as_deref(), &owner.name))
+                .map(|owner| {
+                    self.jobs
+                        .info
+                        .key(event.object.namespace.as_deref(), &owner.name)
+                })
                 .into_iter()
                 .collect();
         }

@@ -98,7 +98,12 @@ pub struct PodSummary {
 
 impl PodSummary {
     pub fn parse(pod: &Value) -> PodSummary {
-        let text = |pointer: &str| pod.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_string();
+        let text = |pointer: &str| {
+            pod.pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         PodSummary {
             name: text("/metadata/name"),
             controller_uid: pod

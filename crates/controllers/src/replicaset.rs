@@ -325,7 +325,11 @@ impl Reconciler for ReplicaSets {
             let stored = &event.object;
             if let Some(owner) = controller_ref(stored) {
                 return (owner.kind == "ReplicaSet")
-                    .then(|| self.replicasets.info.key(stored.namespace.as_deref(), &owner.name))
+                    .then(|| {
+                        self.replicasets
+                            .info
+                            .key(stored.namespace.as_deref(), &owner.name)
+                    })
                     .into_iter()
                     .collect();
             }
@@ -443,6 +447,9 @@ mod tests {
         assert!(!crate::objects::controlled_by(&pod, "u2"));
         pod["metadata"]["namespace"] = json!("default");
         let owner = &pod["metadata"]["ownerReferences"][0];
-        assert_eq!((owner["kind"].as_str(), owner["name"].as_str()), (Some("ReplicaSet"), Some("web")));
+        assert_eq!(
+            (owner["kind"].as_str(), owner["name"].as_str()),
+            (Some("ReplicaSet"), Some("web"))
+        );
     }
 }

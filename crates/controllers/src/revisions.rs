@@ -68,7 +68,12 @@ pub async fn ensure(
         "revision": newest + 1,
     });
     match registry
-        .create(revisions, Some(namespace), revision, &WriteOptions::default())
+        .create(
+            revisions,
+            Some(namespace),
+            revision,
+            &WriteOptions::default(),
+        )
         .await
     {
         Ok(_) => Ok(()),

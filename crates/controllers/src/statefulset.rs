@@ -59,12 +59,19 @@ fn stateful_pod(set: &Value, template: &Value, ordinal: i64, revision: &str) -> 
     let name = format!("{set_name}-{ordinal}");
     let mut spec = template["spec"].clone();
     spec["hostname"] = json!(name);
-    if let Some(service) = set["spec"]["serviceName"].as_str().filter(|s| !s.is_empty()) {
+    if let Some(service) = set["spec"]["serviceName"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+    {
         spec["subdomain"] = json!(service);
     }
     // Each claim template becomes a volume of that name backed by this ordinal's claim.
     let mut volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
-    for claim in set["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten() {
+    for claim in set["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let volume = claim["metadata"]["name"].clone();
         volumes.retain(|v| v["name"] != volume);
         volumes.push(json!({"name": volume,
@@ -118,8 +125,14 @@ impl StatefulSets {
             "{name}-{}",
             crate::revisions::template_hash(&set["spec"]["template"])
         );
-        crate::revisions::ensure(registry, &self.revisions, &set, "StatefulSet", &update_revision)
-            .await?;
+        crate::revisions::ensure(
+            registry,
+            &self.revisions,
+            &set,
+            "StatefulSet",
+            &update_revision,
+        )
+        .await?;
         // The revision the pods below the partition keep: the recorded current one while a
         // rollout is unfinished.
         let current_revision = set["status"]["currentRevision"]
@@ -139,7 +152,9 @@ impl StatefulSets {
         let rolling = set["spec"]["updateStrategy"]["type"].as_str() != Some("OnDelete");
         let partition = int(&set, "/spec/updateStrategy/rollingUpdate/partition");
 
-        let (all, _) = registry.cache().list(&self.pods.info.namespace_prefix(Some(&namespace)));
+        let (all, _) = registry
+            .cache()
+            .list(&self.pods.info.namespace_prefix(Some(&namespace)));
         let mut pods: std::collections::BTreeMap<i64, Value> = Default::default();
         for pod in all.iter().map(|p| p.value()) {
             if controlled_by(&pod, &stored.uid)
@@ -176,7 +191,8 @@ impl StatefulSets {
                     } else {
                         (&update_revision, &set["spec"]["template"])
                     };
-                    self.create_claims(registry, &set, &namespace, ordinal).await?;
+                    self.create_claims(registry, &set, &namespace, ordinal)
+                        .await?;
                     let pod = stateful_pod(&set, template, ordinal, revision);
                     match registry
                         .create(&self.pods, Some(&namespace), pod, &WriteOptions::default())
@@ -219,7 +235,8 @@ impl StatefulSets {
             if set["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Delete"
                 && let Some(ordinal) = ordinal_of(&name, pod)
             {
-                self.delete_claims(registry, &set, &namespace, ordinal).await?;
+                self.delete_claims(registry, &set, &namespace, ordinal)
+                    .await?;
             }
             if !parallel {
                 break;
@@ -236,38 +253,80 @@ impl StatefulSets {
                     })
             });
             if let Some(ordinal) = outdated {
-                written = written.max(self.delete_pod(registry, &namespace, &pods[&ordinal]).await?);
+                written = written.max(
+                    self.delete_pod(registry, &namespace, &pods[&ordinal])
+                        .await?,
+                );
             }
         }
         if let Some(revision) = written {
             let _ = registry.cache().wait_for(revision).await;
         }
-        self.write_status(registry, &set, &namespace, &stored.uid, &current_revision, &update_revision, replicas, partition, start)
-            .await
+        self.write_status(
+            registry,
+            &set,
+            &namespace,
+            &stored.uid,
+            &current_revision,
+            &update_revision,
+            replicas,
+            partition,
+            start,
+        )
+        .await
     }
 
-    async fn delete_pod(&self, registry: &Registry, namespace: &str, pod: &Value) -> Result<Option<Revision>, String> {
+    async fn delete_pod(
+        &self,
+        registry: &Registry,
+        namespace: &str,
+        pod: &Value,
+    ) -> Result<Option<Revision>, String> {
         let name = pod["metadata"]["name"].as_str().unwrap_or_default();
         let opts = DeleteOptions {
             precondition_uid: pod["metadata"]["uid"].as_str().map(String::from),
             ..Default::default()
         };
-        match registry.delete(&self.pods, Some(namespace), name, &opts).await {
+        match registry
+            .delete(&self.pods, Some(namespace), name, &opts)
+            .await
+        {
             Ok(d) => Ok(revision_of(&d.object)),
             Err(e) if e.code == 404 || e.code == 409 => Ok(None),
             Err(e) => Err(format!("deleting pod {name}: {}", e.message)),
         }
     }
 
-    async fn create_claims(&self, registry: &Registry, set: &Value, namespace: &str, ordinal: i64) -> Result<(), String> {
+    async fn create_claims(
+        &self,
+        registry: &Registry,
+        set: &Value,
+        namespace: &str,
+        ordinal: i64,
+    ) -> Result<(), String> {
         let set_name = set["metadata"]["name"].as_str().unwrap_or_default();
-        for template in set["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten() {
+        for template in set["spec"]["volumeClaimTemplates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let name = claim_name(template, set_name, ordinal);
-            if registry.cache().get(&self.claims.info.key(Some(namespace), &name)).is_some() {
+            if registry
+                .cache()
+                .get(&self.claims.info.key(Some(namespace), &name))
+                .is_some()
+            {
                 continue;
             }
-            let mut labels = template["metadata"]["labels"].as_object().cloned().unwrap_or_default();
-            for (k, v) in set["spec"]["selector"]["matchLabels"].as_object().into_iter().flatten() {
+            let mut labels = template["metadata"]["labels"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            for (k, v) in set["spec"]["selector"]["matchLabels"]
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
                 labels.insert(k.clone(), v.clone());
             }
             let mut claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
@@ -279,7 +338,15 @@ impl StatefulSets {
                 owner["kind"] = json!("StatefulSet");
                 claim["metadata"]["ownerReferences"] = json!([owner]);
             }
-            match registry.create(&self.claims, Some(namespace), claim, &WriteOptions::default()).await {
+            match registry
+                .create(
+                    &self.claims,
+                    Some(namespace),
+                    claim,
+                    &WriteOptions::default(),
+                )
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if e.code == 409 => {}
                 Err(e) => return Err(format!("creating claim {name}: {}", e.message)),
@@ -288,11 +355,29 @@ impl StatefulSets {
         Ok(())
     }
 
-    async fn delete_claims(&self, registry: &Registry, set: &Value, namespace: &str, ordinal: i64) -> Result<(), String> {
+    async fn delete_claims(
+        &self,
+        registry: &Registry,
+        set: &Value,
+        namespace: &str,
+        ordinal: i64,
+    ) -> Result<(), String> {
         let set_name = set["metadata"]["name"].as_str().unwrap_or_default();
-        for template in set["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten() {
+        for template in set["spec"]["volumeClaimTemplates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let name = claim_name(template, set_name, ordinal);
-            match registry.delete(&self.claims, Some(namespace), &name, &DeleteOptions::default()).await {
+            match registry
+                .delete(
+                    &self.claims,
+                    Some(namespace),
+                    &name,
+                    &DeleteOptions::default(),
+                )
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(format!("deleting claim {name}: {}", e.message)),
@@ -315,7 +400,9 @@ impl StatefulSets {
         start: i64,
     ) -> Result<(), String> {
         let name = set["metadata"]["name"].as_str().unwrap_or_default();
-        let (all, _) = registry.cache().list(&self.pods.info.namespace_prefix(Some(namespace)));
+        let (all, _) = registry
+            .cache()
+            .list(&self.pods.info.namespace_prefix(Some(namespace)));
         let pods: Vec<Value> = all
             .iter()
             .map(|p| p.value())
@@ -323,20 +410,35 @@ impl StatefulSets {
             .collect();
         let min_ready = int(set, "/spec/minReadySeconds");
         let now = jiff::Timestamp::now();
-        let revision = |p: &Value| p["metadata"]["labels"][REVISION_LABEL].as_str().unwrap_or_default().to_string();
+        let revision = |p: &Value| {
+            p["metadata"]["labels"][REVISION_LABEL]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
         let ready = pods.iter().filter(|p| running_and_ready(p)).count() as i64;
         let available = pods
             .iter()
-            .filter(|p| ready_since(p).is_some_and(|t| now.duration_since(t).as_secs() >= min_ready))
+            .filter(|p| {
+                ready_since(p).is_some_and(|t| now.duration_since(t).as_secs() >= min_ready)
+            })
             .count() as i64;
-        let updated = pods.iter().filter(|p| revision(p) == update_revision).count() as i64;
+        let updated = pods
+            .iter()
+            .filter(|p| revision(p) == update_revision)
+            .count() as i64;
         let in_range = pods
             .iter()
             .filter(|p| ordinal_of(name, p).is_some_and(|o| o >= start && o < start + replicas))
             .count() as i64;
         // The rollout is over when every pod runs the update revision: it becomes current.
-        let done = updated == replicas && in_range == replicas && ready == replicas && partition == 0;
-        let current = if done { update_revision } else { current_revision };
+        let done =
+            updated == replicas && in_range == replicas && ready == replicas && partition == 0;
+        let current = if done {
+            update_revision
+        } else {
+            current_revision
+        };
         let current_count = pods.iter().filter(|p| revision(p) == current).count() as i64;
         let status = json!({
             "observedGeneration": set["metadata"]["generation"],
@@ -357,11 +459,18 @@ impl StatefulSets {
         if unchanged {
             return Ok(());
         }
-        crate::writes::edit(registry, &self.sets, Some(namespace), name, Some("status"), |next| {
-            for (k, v) in status.as_object().expect("built above") {
-                next["status"][k] = v.clone();
-            }
-        })
+        crate::writes::edit(
+            registry,
+            &self.sets,
+            Some(namespace),
+            name,
+            Some("status"),
+            |next| {
+                for (k, v) in status.as_object().expect("built above") {
+                    next["status"][k] = v.clone();
+                }
+            },
+        )
         .await
     }
 }
@@ -378,7 +487,11 @@ impl Reconciler for StatefulSets {
         if event.key.starts_with(&self.pods.info.storage_prefix()) {
             return controller_ref(&event.object)
                 .filter(|owner| owner.kind == "StatefulSet")
-                .map(|owner| self.sets.info.key(event.object.namespace.as_deref(), &owner.name))
+                .map(|owner| {
+                    self.sets
+                        .info
+                        .key(event.object.namespace.as_deref(), &owner.name)
+                })
                 .into_iter()
                 .collect();
         }
@@ -435,7 +548,10 @@ mod tests {
         // The claim template replaces the template's volume of the same name.
         let volumes = pod["spec"]["volumes"].as_array().unwrap();
         assert_eq!(volumes.len(), 1);
-        assert_eq!(volumes[0]["persistentVolumeClaim"]["claimName"], "data-db-2");
+        assert_eq!(
+            volumes[0]["persistentVolumeClaim"]["claimName"],
+            "data-db-2"
+        );
         assert_eq!(ordinal_of("db", &pod), Some(2));
         assert_eq!(ordinal_of("d", &pod), None);
         assert!(controlled_by(&pod, "u1"));
