@@ -1090,3 +1090,240 @@ spec:
         c.ok(&["get", "rs,pods"])
     );
 }
+
+/// The other workload controllers and namespace limits on a real node: an indexed Job runs its
+/// completions, a failing Job stops at its back-off limit, a StatefulSet starts its pods in
+/// order with stable hostnames and scales down from the top, a DaemonSet rolls out, a CronJob
+/// starts a Job at the next minute, and a LimitRange and ResourceQuota default and refuse pods
+/// with Kubernetes' messages.
+#[test]
+fn jobs_statefulsets_daemonsets_cronjobs_and_quotas() {
+    let node = node();
+    let c = &node.cluster;
+    node.apply(
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: count}
+spec:
+  completions: 3
+  parallelism: 2
+  completionMode: Indexed
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: c, image: IMAGE, args: ["env", "JOB_COMPLETION_INDEX=$(JOB_COMPLETION_INDEX)", "--", "sleep", "1"]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: doomed}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: c, image: IMAGE, args: ["env", "NOT_SET=1"]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: IMAGE
+        args: ["serve", "8080"]
+        readinessProbe: {httpGet: {path: /readyz, port: 8080}, periodSeconds: 1}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: c, image: IMAGE, args: ["sleep", "forever"]}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "* * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+          - {name: c, image: IMAGE, args: ["sleep", "0"]}
+"#,
+    );
+    // Indexed Job: every index done once.
+    c.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/count",
+        "--timeout=120s",
+    ]);
+    let job = c.json(&["get", "job", "count"]);
+    assert_eq!(job["status"]["succeeded"], 3, "{job}");
+    assert_eq!(job["status"]["completedIndexes"], "0-2", "{job}");
+    let pods = c.json(&["get", "pods", "-l", "job-name=count"]);
+    let mut indexes: Vec<String> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    indexes.sort();
+    assert_eq!(indexes, ["0", "1", "2"]);
+    // A Job with no back-off left fails.
+    c.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/doomed",
+        "--timeout=120s",
+    ]);
+    let doomed = c.json(&["get", "job", "doomed"]);
+    let failed = doomed["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Failed")
+        .unwrap()
+        .clone();
+    assert_eq!(failed["reason"], "BackoffLimitExceeded", "{doomed}");
+
+    // StatefulSet: ordered, stable names and hostnames; scaled down from the highest ordinal.
+    c.ok(&["rollout", "status", "statefulset/db", "--timeout=120s"]);
+    let db0 = c.json(&["get", "pod", "db-0"]);
+    let db1 = c.json(&["get", "pod", "db-1"]);
+    assert_eq!(db1["spec"]["hostname"], "db-1");
+    assert_eq!(db1["spec"]["subdomain"], "db");
+    assert!(
+        db0["metadata"]["creationTimestamp"].as_str()
+            <= db1["metadata"]["creationTimestamp"].as_str()
+    );
+    c.ok(&["scale", "statefulset/db", "--replicas=1"]);
+    assert!(
+        eventually(Duration::from_secs(60), || c
+            .run(&["get", "pod", "db-1"])
+            .status
+            .code()
+            == Some(1)),
+        "{}",
+        c.ok(&["get", "pods"])
+    );
+    assert!(c.run(&["get", "pod", "db-0"]).status.success());
+
+    // DaemonSet: one pod on the node.
+    c.ok(&["rollout", "status", "daemonset/agent", "--timeout=120s"]);
+    let ds = c.json(&["get", "daemonset", "agent"]);
+    assert_eq!(ds["status"]["desiredNumberScheduled"], 1, "{ds}");
+    assert_eq!(ds["status"]["numberAvailable"], 1, "{ds}");
+
+    // CronJob: a Job at the next minute, which completes.
+    assert!(
+        eventually(Duration::from_secs(150), || {
+            let cron = c.json(&["get", "cronjob", "tick"]);
+            !cron["status"]["lastScheduleTime"].is_null()
+                && c.json(&["get", "jobs"])["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|j| {
+                        j["metadata"]["ownerReferences"][0]["name"] == "tick"
+                            && j["status"]["succeeded"] == 1
+                    })
+        }),
+        "{}\n{}",
+        c.ok(&["get", "cronjob,jobs,pods"]),
+        tail(&c.log(), 30)
+    );
+    c.ok(&["delete", "cronjob", "tick"]);
+
+    // Namespace limits.
+    c.ok(&["create", "namespace", "limited"]);
+    c.ok_stdin(
+        &["apply", "-n", "limited", "-f", "-"],
+        Some(
+            r#"
+apiVersion: v1
+kind: LimitRange
+metadata: {name: defaults}
+spec:
+  limits:
+  - {type: Container, default: {cpu: 200m}, defaultRequest: {cpu: 100m}, max: {cpu: "1"}}
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: compute}
+spec:
+  hard: {pods: "1", requests.cpu: 500m}
+"#,
+        ),
+    );
+    let pod = |name: &str, cpu_limit: Option<&str>| {
+        let resources = cpu_limit
+            .map(|l| format!(", resources: {{limits: {{cpu: \"{l}\"}}}}"))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers: [{{name: c, image: \"{}\", args: [sleep, forever]{resources}}}]\n",
+            node.image
+        )
+    };
+    c.ok_stdin(
+        &["apply", "-n", "limited", "-f", "-"],
+        Some(&pod("first", None)),
+    );
+    let first = c.json(&["get", "pod", "-n", "limited", "first"]);
+    assert_eq!(
+        first["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+        "100m"
+    );
+    assert_eq!(
+        first["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+        "200m"
+    );
+    let too_big = c.fails(
+        &["apply", "-n", "limited", "-f", "-"],
+        Some(&pod("big", Some("2"))),
+    );
+    assert!(
+        too_big.contains("maximum cpu usage per Container is 1, but limit is 2"),
+        "{too_big}"
+    );
+    let over = c.fails(
+        &["apply", "-n", "limited", "-f", "-"],
+        Some(&pod("second", None)),
+    );
+    assert!(
+        over.contains("exceeded quota: compute, requested: pods=1"),
+        "{over}"
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            c.json(&["get", "resourcequota", "-n", "limited", "compute"])["status"]["used"]
+                == serde_json::json!({"pods": "1", "requests.cpu": "100m"})
+        }),
+        "{}",
+        c.ok(&["describe", "resourcequota", "-n", "limited"])
+    );
+}

@@ -18,6 +18,7 @@ pub mod object;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
+pub mod quota;
 pub mod registry;
 pub mod request;
 pub mod response;

@@ -225,6 +225,8 @@ pub struct Registry {
     toleration_seconds: parking_lot::RwLock<DefaultTolerationSeconds>,
     /// Pods bound through [`Registry::bind_pod`] since start (`scheduler_pods_bound_total`).
     bindings: std::sync::atomic::AtomicU64,
+    /// Serializes creations in namespaces with ResourceQuotas (see `quota`).
+    quota_lock: tokio::sync::Mutex<()>,
 }
 
 /// The DefaultTolerationSeconds admission plugin's settings: how long pods stay bound to a
@@ -289,6 +291,7 @@ impl Registry {
             service_ips: tokio::sync::Mutex::new(()),
             toleration_seconds: parking_lot::RwLock::new(DefaultTolerationSeconds::default()),
             bindings: std::sync::atomic::AtomicU64::new(0),
+            quota_lock: tokio::sync::Mutex::new(()),
         });
         registry.clone().spawn_crd_tracker();
         Ok(registry)
@@ -1129,7 +1132,29 @@ impl Registry {
                 .await?;
             self.admit_default_tolerations(res, &mut obj);
             self.admit_priority(res, &name, &mut obj)?;
+            if res.custom.is_none()
+                && res.info.kind == "Pod"
+                && res.info.group.is_empty()
+                && let Some(ns) = namespace
+            {
+                crate::quota::apply_limit_ranges(&self.cache, ns, &name, &mut obj)?;
+            }
             self.validate(res, &obj, None)?;
+            // Quota: checked against the namespace's usage and held until the write is done,
+            // so that two creations cannot both take the last room.
+            let _quota = match namespace {
+                Some(ns)
+                    if res.info.namespaced()
+                        && !opts.dry_run
+                        && crate::quota::has_quota(&self.cache, ns) =>
+                {
+                    let guard = self.quota_lock.lock().await;
+                    self.cache.fresh().await.map_err(store_error)?;
+                    crate::quota::check_quota(&self.cache, res, ns, &name, &obj)?;
+                    Some(guard)
+                }
+                _ => None,
+            };
             if opts.dry_run {
                 let key = res.info.key(namespace, &name);
                 self.cache.fresh().await.map_err(store_error)?;

@@ -3,7 +3,7 @@
 //! `kube-root-ca.crt` ConfigMap of every namespace, cleanup of a deleted CRD's objects, pod
 //! CIDRs for nodes, node lifecycle (heartbeats, taints, taint-based eviction), a first scheduler,
 //! the ReplicaSet, Deployment, DaemonSet, StatefulSet, Job and CronJob controllers, and PodDisruptionBudget status for the
-//! eviction API.
+//! eviction API, and ResourceQuota usage.
 //!
 //! Each loop follows the shared watch cache, marks the keys an event concerns as dirty and
 //! reconciles them: reconcilers look at the current state and converge, whatever the event was.
@@ -24,6 +24,7 @@ pub mod node_lifecycle;
 mod objects;
 mod queue;
 mod replicaset;
+mod resourcequota;
 mod revisions;
 pub mod scheduler;
 mod statefulset;
@@ -63,6 +64,7 @@ pub fn start(
                 tokio::spawn(job::run(registry.clone())),
                 tokio::spawn(cronjob::run(registry.clone())),
                 tokio::spawn(statefulset::run(registry.clone())),
+                tokio::spawn(resourcequota::run(registry.clone())),
                 tokio::spawn(disruption::run(registry.clone())),
             ]
             .into_iter()
