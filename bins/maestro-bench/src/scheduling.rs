@@ -97,6 +97,8 @@ pub struct DeploymentRun {
     pub all_bound: f64,
     pub all_available: f64,
     pub server_rss_kib: u64,
+    /// Server RSS with the nodes registered, before the Deployment.
+    pub nodes_rss_kib: u64,
     pub agent_rss_kib: u64,
 }
 
@@ -351,6 +353,14 @@ async fn deployment(binary: &Path, cfg: &SchedulerConfig) -> anyhow::Result<Depl
     let api = cluster.start_server(true).await?;
     cluster.start_agent(cfg.nodes)?;
     wait_for_nodes(&mut cluster, &api, cfg.nodes).await?;
+    // Settle, then the memory the nodes alone take.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let nodes_rss_kib = cluster
+        .server
+        .as_ref()
+        .map(|s| s.rss_kib())
+        .transpose()?
+        .unwrap_or(0);
     let conn = api.connect().await?;
     create_namespace(&conn).await?;
     let body = json!({
@@ -419,6 +429,7 @@ async fn deployment(binary: &Path, cfg: &SchedulerConfig) -> anyhow::Result<Depl
             .map(|s| s.rss_kib())
             .transpose()?
             .unwrap_or(0),
+        nodes_rss_kib,
         agent_rss_kib: cluster
             .agent
             .as_ref()
@@ -483,12 +494,13 @@ pub fn render(report: &SchedulerReport, cfg: &SchedulerConfig) -> String {
     }
     if let Some(d) = &report.deployment {
         out.push_str(&format!(
-            "\nDeployment of {} replicas on {} simulated nodes: every pod bound after {:.1} s, every replica available after {:.1} s; control-plane RSS then {:.0} MiB (simulated-node process {:.0} MiB).\n",
+            "\nDeployment of {} replicas on {} simulated nodes: every pod bound after {:.1} s, every replica available after {:.1} s; control-plane RSS then {:.0} MiB ({:.0} MiB with the nodes alone, before the Deployment; simulated-node process {:.0} MiB).\n",
             d.replicas,
             cfg.nodes,
             d.all_bound,
             d.all_available,
             d.server_rss_kib as f64 / 1024.0,
+            d.nodes_rss_kib as f64 / 1024.0,
             d.agent_rss_kib as f64 / 1024.0
         ));
     }

@@ -126,6 +126,22 @@ impl NodeSandbox {
                 .args(["delete", "--force", &id])
                 .output();
         }
+        // A container caught half-created (its agent killed during `runc create`) is in no
+        // runc list, but its processes are in the node's cgroups: they are ours to end.
+        for _ in 0..20 {
+            let pids: Vec<String> = self
+                .cgroups()
+                .iter()
+                .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+                .flat_map(|procs| procs.lines().map(String::from).collect::<Vec<_>>())
+                .filter(|p| !p.is_empty())
+                .collect();
+            if pids.is_empty() {
+                break;
+            }
+            let _ = Command::new("kill").arg("-9").args(&pids).output();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         for mount in self.mounts() {
             let _ = Command::new("umount").arg("-l").arg(&mount).output();
         }
