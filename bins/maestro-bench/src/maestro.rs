@@ -206,6 +206,9 @@ async fn start(binary: &Path, env: &[(String, String)]) -> anyhow::Result<(Serve
         .arg("--api-port")
         .arg(port.to_string())
         .arg("--no-agent")
+        // The API server alone, as kube-apiserver is measured: without nodes a scheduler would
+        // answer every benchmark pod with a FailedScheduling event and a status write.
+        .arg("--disable-scheduler")
         .env("RUST_LOG", "warn")
         .envs(env.iter().map(|(k, v)| (k, v)));
     let mut server = Server::spawn("maestro", cmd, dir)?;

@@ -72,6 +72,8 @@ struct Scheduler {
     /// is held in the cache (a reservation) so that lesser pods do not take it while the
     /// victims terminate.
     nominations: std::collections::HashMap<String, String>,
+    /// The last FailedScheduling message reported per pod.
+    reported: std::collections::HashMap<String, String>,
 }
 
 fn reservation_key(key: &str) -> String {
@@ -100,6 +102,7 @@ impl Scheduler {
                 let was_placed = self.cache.is_placed(key);
                 self.cache.pod_event(key, None);
                 self.queue.remove(key);
+                self.reported.remove(key);
                 if self.nominations.remove(key).is_some() {
                     self.cache.forget(&reservation_key(key));
                 }
@@ -277,6 +280,7 @@ impl Scheduler {
         match bound.result {
             Ok(()) => {
                 self.queue.done(&key);
+                self.reported.remove(&key);
                 let pod = &bound.pod;
                 let _ = self.scheduled_events.try_send((
                     Involved::pod(&pod.namespace, &pod.name, &pod.uid),
@@ -342,6 +346,12 @@ impl Scheduler {
             }
         }
         self.queue.unschedulable(&pod.key, Instant::now());
+        // Reported once per pod and reason: retries with the same outcome write nothing (a
+        // thousand pending pods retried on every cluster event would otherwise flood the store).
+        if self.reported.get(&pod.key) == Some(&message) {
+            return;
+        }
+        self.reported.insert(pod.key.clone(), message.clone());
         let registry = self.registry.clone();
         tokio::spawn(async move { report_unschedulable(&registry, &pod, &message).await });
     }
@@ -425,7 +435,7 @@ impl Scheduler {
 
 /// FailedScheduling event and the PodScheduled=False condition, written when they change.
 async fn report_unschedulable(registry: &Registry, pod: &PodInfo, message: &str) {
-    events::record(
+    events::create(
         registry,
         COMPONENT,
         &Involved::pod(&pod.namespace, &pod.name, &pod.uid),
@@ -527,6 +537,7 @@ pub async fn run(registry: Arc<Registry>, profiles: Vec<Profile>) {
             bound_tx,
             scheduled_events: events_tx.clone(),
             nominations: Default::default(),
+            reported: Default::default(),
         };
         let mut watch = match registry.cache().watch("/registry/", None) {
             Ok(w) => w,
