@@ -17,11 +17,11 @@ use std::time::Duration;
 use maestro_apiserver::Registry;
 use maestro_apiserver::object::StoredObject;
 use maestro_apiserver::registry::{Propagation, Resource, WriteOptions};
-use maestro_store::{CacheEvent, CacheEventKind};
+use maestro_store::CacheEvent;
 use serde_json::{Value, json};
 
 use crate::events::{self, EventType, Involved};
-use crate::objects::{controlled_by, controller_ref, controller_reference, deleting, resource};
+use crate::objects::{controlled_by, controller_reference, deleting, resource};
 use crate::queue::{self, Reconciler};
 
 const COMPONENT: &str = "cronjob-controller";
@@ -490,30 +490,11 @@ impl CronJobs {
 
 impl Reconciler for CronJobs {
     fn keys_for(&mut self, event: &CacheEvent<StoredObject>) -> Vec<String> {
-        if event.key.starts_with(&self.cronjobs.info.storage_prefix()) {
-            return if event.kind == CacheEventKind::Deleted {
-                vec![]
-            } else {
-                vec![event.key.clone()]
-            };
-        }
-        if event.key.starts_with(&self.jobs.info.storage_prefix()) {
-            return controller_ref(&event.object)
-                .filter(|owner| owner.kind == "CronJob")
-                .map(|owner| {
-                    self.cronjobs
-                        .info
-                        .key(event.object.namespace.as_deref(), &owner.name)
-                })
-                .into_iter()
-                .collect();
-        }
-        vec![]
+        queue::owner_keys(event, &self.cronjobs, "CronJob", &self.jobs)
     }
 
     fn resync_keys(&mut self, registry: &Registry) -> Vec<String> {
-        let (all, _) = registry.cache().list(&self.cronjobs.info.storage_prefix());
-        all.iter().map(|c| c.key.clone()).collect()
+        queue::all_keys(registry, &self.cronjobs)
     }
 
     fn take_requeues(&mut self) -> Vec<(String, Duration)> {

@@ -20,12 +20,12 @@ use std::time::Duration;
 use maestro_apiserver::Registry;
 use maestro_apiserver::object::StoredObject;
 use maestro_apiserver::registry::{DeleteOptions, Resource, WriteOptions};
-use maestro_store::{CacheEvent, CacheEventKind, Revision};
+use maestro_store::{CacheEvent, Revision};
 use serde_json::{Value, json};
 
 use crate::objects::{
-    controlled_by, controller_ref, controller_reference, deleting, int, is_finished_pod,
-    ready_since, resource, revision_of,
+    controlled_by, controller_reference, deleting, int, is_finished_pod, ready_since, resource,
+    revision_of,
 };
 use crate::queue::{self, Reconciler};
 use crate::taints::tolerates;
@@ -385,39 +385,15 @@ impl DaemonSets {
 
 impl Reconciler for DaemonSets {
     fn keys_for(&mut self, event: &CacheEvent<StoredObject>) -> Vec<String> {
-        if event
-            .key
-            .starts_with(&self.daemonsets.info.storage_prefix())
-        {
-            return if event.kind == CacheEventKind::Deleted {
-                vec![]
-            } else {
-                vec![event.key.clone()]
-            };
-        }
-        if event.key.starts_with(&self.pods.info.storage_prefix()) {
-            return controller_ref(&event.object)
-                .filter(|owner| owner.kind == "DaemonSet")
-                .map(|owner| {
-                    self.daemonsets
-                        .info
-                        .key(event.object.namespace.as_deref(), &owner.name)
-                })
-                .into_iter()
-                .collect();
-        }
         if event.key.starts_with(&self.nodes.info.storage_prefix()) {
             // A node added, relabelled or retainted may change where daemons run.
             return vec!["*".into()];
         }
-        vec![]
+        queue::owner_keys(event, &self.daemonsets, "DaemonSet", &self.pods)
     }
 
     fn resync_keys(&mut self, registry: &Registry) -> Vec<String> {
-        let (all, _) = registry
-            .cache()
-            .list(&self.daemonsets.info.storage_prefix());
-        all.iter().map(|d| d.key.clone()).collect()
+        queue::all_keys(registry, &self.daemonsets)
     }
 
     fn take_requeues(&mut self) -> Vec<(String, Duration)> {

@@ -1422,10 +1422,7 @@ impl Reconciler for Deployments {
     }
 
     fn resync_keys(&mut self, registry: &Registry) -> Vec<String> {
-        let (all, _) = registry
-            .cache()
-            .list(&self.deployments.info.storage_prefix());
-        all.iter().map(|d| d.key.clone()).collect()
+        queue::all_keys(registry, &self.deployments)
     }
 
     fn take_requeues(&mut self) -> Vec<(String, Duration)> {

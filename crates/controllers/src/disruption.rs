@@ -260,8 +260,7 @@ impl Reconciler for Disruptions {
     }
 
     fn resync_keys(&mut self, registry: &Registry) -> Vec<String> {
-        let (all, _) = registry.cache().list(&self.budgets.info.storage_prefix());
-        all.iter().map(|b| b.key.clone()).collect()
+        queue::all_keys(registry, &self.budgets)
     }
 
     fn take_requeues(&mut self) -> Vec<(String, Duration)> {

@@ -21,12 +21,11 @@ use std::time::Duration;
 use maestro_apiserver::Registry;
 use maestro_apiserver::object::StoredObject;
 use maestro_apiserver::registry::{DeleteOptions, Propagation, Resource, WriteOptions};
-use maestro_store::{CacheEvent, CacheEventKind, Revision};
+use maestro_store::{CacheEvent, Revision};
 use serde_json::{Value, json};
 
 use crate::objects::{
-    controlled_by, controller_ref, controller_reference, deleting, int, ready_since, resource,
-    revision_of,
+    controlled_by, controller_reference, deleting, int, ready_since, resource, revision_of,
 };
 use crate::queue::{self, Reconciler};
 
@@ -471,30 +470,11 @@ impl Jobs {
 
 impl Reconciler for Jobs {
     fn keys_for(&mut self, event: &CacheEvent<StoredObject>) -> Vec<String> {
-        if event.key.starts_with(&self.jobs.info.storage_prefix()) {
-            return if event.kind == CacheEventKind::Deleted {
-                vec![]
-            } else {
-                vec![event.key.clone()]
-            };
-        }
-        if event.key.starts_with(&self.pods.info.storage_prefix()) {
-            return controller_ref(&event.object)
-                .filter(|owner| owner.kind == "Job")
-                .map(|owner| {
-                    self.jobs
-                        .info
-                        .key(event.object.namespace.as_deref(), &owner.name)
-                })
-                .into_iter()
-                .collect();
-        }
-        vec![]
+        queue::owner_keys(event, &self.jobs, "Job", &self.pods)
     }
 
     fn resync_keys(&mut self, registry: &Registry) -> Vec<String> {
-        let (all, _) = registry.cache().list(&self.jobs.info.storage_prefix());
-        all.iter().map(|j| j.key.clone()).collect()
+        queue::all_keys(registry, &self.jobs)
     }
 
     fn take_requeues(&mut self) -> Vec<(String, Duration)> {

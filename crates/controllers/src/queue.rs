@@ -117,3 +117,35 @@ pub async fn run(
         }
     }
 }
+
+/// The keys a controller of `owner` objects (kind `kind`) reconciles for an event: one of its
+/// own objects that changed (not once it is deleted), or the owner of a `child` object it
+/// controls (read from the controller reference, without parsing the child).
+pub fn owner_keys(
+    event: &CacheEvent<StoredObject>,
+    owner: &maestro_apiserver::registry::Resource,
+    kind: &str,
+    child: &maestro_apiserver::registry::Resource,
+) -> Vec<String> {
+    if event.key.starts_with(&owner.info.storage_prefix()) {
+        return if event.kind == maestro_store::CacheEventKind::Deleted {
+            vec![]
+        } else {
+            vec![event.key.clone()]
+        };
+    }
+    if event.key.starts_with(&child.info.storage_prefix()) {
+        return crate::objects::controller_ref(&event.object)
+            .filter(|o| o.kind == kind)
+            .map(|o| owner.info.key(event.object.namespace.as_deref(), &o.name))
+            .into_iter()
+            .collect();
+    }
+    vec![]
+}
+
+/// Every stored object of a resource, for a periodic resync.
+pub fn all_keys(registry: &Registry, res: &maestro_apiserver::registry::Resource) -> Vec<String> {
+    let (all, _) = registry.cache().list(&res.info.storage_prefix());
+    all.iter().map(|o| o.key.clone()).collect()
+}

@@ -363,10 +363,7 @@ impl Reconciler for ReplicaSets {
     }
 
     fn resync_keys(&mut self, registry: &Registry) -> Vec<String> {
-        let (all, _) = registry
-            .cache()
-            .list(&self.replicasets.info.storage_prefix());
-        all.iter().map(|rs| rs.key.clone()).collect()
+        queue::all_keys(registry, &self.replicasets)
     }
 
     fn reconcile<'a>(

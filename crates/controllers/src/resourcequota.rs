@@ -47,8 +47,7 @@ impl Reconciler for Quotas {
     }
 
     fn resync_keys(&mut self, registry: &Registry) -> Vec<String> {
-        let (all, _) = registry.cache().list(&self.quotas.info.storage_prefix());
-        all.iter().map(|q| q.key.clone()).collect()
+        queue::all_keys(registry, &self.quotas)
     }
 
     fn reconcile<'a>(

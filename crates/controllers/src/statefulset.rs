@@ -19,12 +19,12 @@ use std::time::Duration;
 use maestro_apiserver::Registry;
 use maestro_apiserver::object::StoredObject;
 use maestro_apiserver::registry::{DeleteOptions, Resource, WriteOptions};
-use maestro_store::{CacheEvent, CacheEventKind, Revision};
+use maestro_store::{CacheEvent, Revision};
 use serde_json::{Value, json};
 
 use crate::objects::{
-    controlled_by, controller_ref, controller_reference, deleting, int, is_finished_pod,
-    ready_since, resource, revision_of,
+    controlled_by, controller_reference, deleting, int, is_finished_pod, ready_since, resource,
+    revision_of,
 };
 use crate::queue::{self, Reconciler};
 
@@ -477,30 +477,11 @@ impl StatefulSets {
 
 impl Reconciler for StatefulSets {
     fn keys_for(&mut self, event: &CacheEvent<StoredObject>) -> Vec<String> {
-        if event.key.starts_with(&self.sets.info.storage_prefix()) {
-            return if event.kind == CacheEventKind::Deleted {
-                vec![]
-            } else {
-                vec![event.key.clone()]
-            };
-        }
-        if event.key.starts_with(&self.pods.info.storage_prefix()) {
-            return controller_ref(&event.object)
-                .filter(|owner| owner.kind == "StatefulSet")
-                .map(|owner| {
-                    self.sets
-                        .info
-                        .key(event.object.namespace.as_deref(), &owner.name)
-                })
-                .into_iter()
-                .collect();
-        }
-        vec![]
+        queue::owner_keys(event, &self.sets, "StatefulSet", &self.pods)
     }
 
     fn resync_keys(&mut self, registry: &Registry) -> Vec<String> {
-        let (all, _) = registry.cache().list(&self.sets.info.storage_prefix());
-        all.iter().map(|s| s.key.clone()).collect()
+        queue::all_keys(registry, &self.sets)
     }
 
     fn reconcile<'a>(
