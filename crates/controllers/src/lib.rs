@@ -3,7 +3,7 @@
 //! `kube-root-ca.crt` ConfigMap of every namespace, cleanup of a deleted CRD's objects, pod
 //! CIDRs for nodes, node lifecycle (heartbeats, taints, taint-based eviction), a first scheduler,
 //! the ReplicaSet, Deployment, DaemonSet, StatefulSet, Job and CronJob controllers, and PodDisruptionBudget status for the
-//! eviction API, and ResourceQuota usage.
+//! eviction API, ResourceQuota usage, and EndpointSlices and Endpoints for Services.
 //!
 //! Each loop follows the shared watch cache, marks the keys an event concerns as dirty and
 //! reconciles them: reconcilers look at the current state and converge, whatever the event was.
@@ -14,6 +14,7 @@ mod cronjob;
 mod daemonset;
 mod deployment;
 mod disruption;
+mod endpoints;
 pub mod events;
 mod garbage_collector;
 mod job;
@@ -65,6 +66,7 @@ pub fn start(
                 tokio::spawn(cronjob::run(registry.clone())),
                 tokio::spawn(statefulset::run(registry.clone())),
                 tokio::spawn(resourcequota::run(registry.clone())),
+                tokio::spawn(endpoints::run(registry.clone())),
                 tokio::spawn(disruption::run(registry.clone())),
             ]
             .into_iter()
