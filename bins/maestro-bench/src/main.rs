@@ -229,25 +229,13 @@ async fn run_pods(
         peers: !cli.no_peers,
     };
     let report = pods::run(maestro_bin, &cfg).await?;
-    machine.load_end = machine::load_average();
-    let text = format!(
-        "{}\n{}\nRun took {:.0} s.\n",
-        machine.markdown(),
-        pods::render(&report, &cfg),
-        started.elapsed().as_secs_f64(),
-    );
-    println!("{text}");
-    let output = if cli.output == std::path::Path::new("target/maestro-bench.md") {
-        PathBuf::from("target/maestro-bench-pods.md")
-    } else {
-        cli.output.clone()
-    };
-    if let Some(dir) = output.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&output, &text).with_context(|| format!("writing {}", output.display()))?;
-    progress(&format!("report written to {}", output.display()));
-    Ok(())
+    write_suite_report(
+        cli,
+        &mut machine,
+        &pods::render(&report, &cfg),
+        started,
+        "target/maestro-bench-pods.md",
+    )
 }
 
 async fn run_scheduler(
@@ -265,16 +253,33 @@ async fn run_scheduler(
         server_env: cli.maestro_env.clone(),
     };
     let report = scheduling::run(maestro_bin, &cfg, cli.replicas > 0).await?;
+    write_suite_report(
+        cli,
+        &mut machine,
+        &scheduling::render(&report, &cfg),
+        started,
+        "target/maestro-bench-scheduler.md",
+    )
+}
+
+/// A suite's report (machine, results, duration): printed and written to `--output`, or to
+/// the suite's default file when `--output` was left at the API suite's default.
+fn write_suite_report(
+    cli: &Cli,
+    machine: &mut machine::Machine,
+    results: &str,
+    started: Instant,
+    default_file: &str,
+) -> anyhow::Result<()> {
     machine.load_end = machine::load_average();
     let text = format!(
-        "{}\n{}\nRun took {:.0} s.\n",
+        "{}\n{results}\nRun took {:.0} s.\n",
         machine.markdown(),
-        scheduling::render(&report, &cfg),
         started.elapsed().as_secs_f64(),
     );
     println!("{text}");
     let output = if cli.output == std::path::Path::new("target/maestro-bench.md") {
-        PathBuf::from("target/maestro-bench-scheduler.md")
+        PathBuf::from(default_file)
     } else {
         cli.output.clone()
     };

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use maestro_e2e::hosts::{AgentSetup, Hosts};
 use maestro_e2e::registry::{Registry, RegistryAuth};
-use maestro_e2e::{Cluster, Kubectl, checker, eventually, free_port};
+use maestro_e2e::{Cluster, Kubectl, ReadyWatch, checker, eventually, free_port};
 use serde_json::Value;
 
 /// The cluster, its hosts and the registry (dropped in this order: agents first).
@@ -179,51 +179,6 @@ fn node_of(pod: &Value) -> String {
 
 fn ready(pod: &Value) -> bool {
     condition(pod, "Ready") == Some("True")
-}
-
-/// Counts ready pods of a selector in the background until stopped; returns the lowest count.
-struct ReadyWatch {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<usize>,
-}
-
-impl ReadyWatch {
-    fn start(cluster: &Cluster, selector: &str) -> ReadyWatch {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (kubectl, kubeconfig, selector) = (
-            cluster.kubectl.path.clone(),
-            cluster.kubeconfig(),
-            selector.to_string(),
-        );
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut lowest = usize::MAX;
-            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-                let out = std::process::Command::new(&kubectl)
-                    .arg("--kubeconfig")
-                    .arg(&kubeconfig)
-                    .args(["get", "pods", "-l", &selector, "-o", "json"])
-                    .output()
-                    .unwrap();
-                if let Ok(list) = serde_json::from_slice::<Value>(&out.stdout) {
-                    let count = list["items"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .filter(|p| ready(p))
-                        .count();
-                    lowest = lowest.min(count);
-                }
-            }
-            lowest
-        });
-        ReadyWatch { stop, thread }
-    }
-
-    fn lowest(self) -> usize {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.thread.join().unwrap()
-    }
 }
 
 const WEB: &str = r#"

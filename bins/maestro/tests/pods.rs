@@ -965,42 +965,9 @@ spec:
 
     // A rolling update, watched from the side: ready pods never fall below 3.
     c.ok(&["set", "env", "deploy/web", "VERSION=2"]);
-    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let watcher = {
-        let watching = watching.clone();
-        let kubeconfig = c.kubeconfig();
-        let kubectl = c.kubectl.path.clone();
-        std::thread::spawn(move || {
-            let mut lowest = usize::MAX;
-            while watching.load(std::sync::atomic::Ordering::SeqCst) {
-                let out = std::process::Command::new(&kubectl)
-                    .arg("--kubeconfig")
-                    .arg(&kubeconfig)
-                    .args(["get", "pods", "-l", "app=web", "-o", "json"])
-                    .output()
-                    .unwrap();
-                let Ok(list) = serde_json::from_slice::<Value>(&out.stdout) else {
-                    continue;
-                };
-                let ready = list["items"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|p| {
-                        p["status"]["conditions"].as_array().is_some_and(|cs| {
-                            cs.iter()
-                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                        })
-                    })
-                    .count();
-                lowest = lowest.min(ready);
-            }
-            lowest
-        })
-    };
+    let watch = maestro_e2e::ReadyWatch::start(c, "app=web");
     let status = c.ok(&["rollout", "status", "deploy/web", "--timeout=90s"]);
-    watching.store(false, std::sync::atomic::Ordering::SeqCst);
-    let lowest = watcher.join().unwrap();
+    let lowest = watch.lowest();
     assert!(
         status.contains("new replicas have been updated"),
         "{status}"

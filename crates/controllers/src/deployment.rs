@@ -656,29 +656,16 @@ impl Deployments {
         name: &str,
         change: impl Fn(&mut Value),
     ) -> Result<Option<Value>, String> {
-        let result = registry
-            .read_modify_write(
-                &self.replicasets,
-                Some(namespace),
-                name,
-                None,
-                &WriteOptions {
-                    field_manager: Some(COMPONENT.into()),
-                    ..Default::default()
-                },
-                |current| {
-                    let mut next = current.clone();
-                    change(&mut next);
-                    Ok(next)
-                },
-                None,
-            )
-            .await;
-        match result {
-            Ok(written) => Ok(Some(written.object)),
-            Err(e) if e.code == 404 => Ok(None),
-            Err(e) => Err(format!("replicaset {name}: {}", e.message)),
-        }
+        crate::writes::edit_as(
+            registry,
+            &self.replicasets,
+            Some(namespace),
+            name,
+            None,
+            Some(COMPONENT),
+            change,
+        )
+        .await
     }
 
     /// DeploymentPaused / DeploymentResumed on the Progressing condition.
@@ -868,35 +855,24 @@ impl Deployments {
             None => return Ok(()),
         };
         if pass.d["metadata"]["annotations"][REVISION].as_str() != Some(revision.as_str()) {
-            let result = registry
-                .read_modify_write(
-                    &self.deployments,
-                    Some(&pass.namespace),
-                    &pass.name,
-                    None,
-                    &WriteOptions {
-                        field_manager: Some(COMPONENT.into()),
-                        ..Default::default()
-                    },
-                    |current| {
-                        let mut next = current.clone();
-                        next["metadata"]["annotations"][REVISION] = json!(revision);
-                        Ok(next)
-                    },
-                    None,
-                )
-                .await;
-            match result {
-                Ok(written) => {
-                    pass.wrote(&written.object);
-                    // Keep the status this pass computed so far.
-                    let status = pass.d["status"].clone();
-                    pass.d = written.object;
-                    pass.d["status"] = status;
-                }
-                Err(e) if e.code == 404 => return Ok(()),
-                Err(e) => return Err(format!("deployment revision: {}", e.message)),
-            }
+            let written = crate::writes::edit_as(
+                registry,
+                &self.deployments,
+                Some(&pass.namespace),
+                &pass.name,
+                None,
+                Some(COMPONENT),
+                |next| next["metadata"]["annotations"][REVISION] = json!(revision),
+            )
+            .await?;
+            let Some(object) = written else {
+                return Ok(());
+            };
+            pass.wrote(&object);
+            // Keep the status this pass computed so far.
+            let status = pass.d["status"].clone();
+            pass.d = object;
+            pass.d["status"] = status;
         }
         Ok(())
     }
@@ -1330,33 +1306,21 @@ impl Deployments {
         if pass.d["status"] == status {
             return Ok(());
         }
-        let result = registry
-            .read_modify_write(
-                &self.deployments,
-                Some(&pass.namespace),
-                &pass.name,
-                None,
-                &WriteOptions {
-                    field_manager: Some(COMPONENT.into()),
-                    ..Default::default()
-                },
-                |current| {
-                    let mut next = current.clone();
-                    next["status"] = status.clone();
-                    Ok(next)
-                },
-                Some("status"),
-            )
-            .await;
-        match result {
-            Ok(written) => {
-                pass.wrote(&written.object);
-                pass.d = written.object;
-                Ok(())
-            }
-            Err(e) if e.code == 404 => Ok(()),
-            Err(e) => Err(format!("deployment status: {}", e.message)),
+        let written = crate::writes::edit_as(
+            registry,
+            &self.deployments,
+            Some(&pass.namespace),
+            &pass.name,
+            Some("status"),
+            Some(COMPONENT),
+            |next| next["status"] = status.clone(),
+        )
+        .await?;
+        if let Some(object) = written {
+            pass.wrote(&object);
+            pass.d = object;
         }
+        Ok(())
     }
 }
 

@@ -16,13 +16,32 @@ pub async fn edit(
     subresource: Option<&str>,
     change: impl Fn(&mut Value),
 ) -> Result<(), String> {
+    edit_as(registry, res, namespace, name, subresource, None, change)
+        .await
+        .map(drop)
+}
+
+/// [`edit`] as a named field manager, returning the object as written (`None` when it is
+/// gone), for loops that go on from their own write.
+pub async fn edit_as(
+    registry: &Registry,
+    res: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+    subresource: Option<&str>,
+    manager: Option<&str>,
+    change: impl Fn(&mut Value),
+) -> Result<Option<Value>, String> {
     let result = registry
         .read_modify_write(
             res,
             namespace,
             name,
             None,
-            &WriteOptions::default(),
+            &WriteOptions {
+                field_manager: manager.map(String::from),
+                ..Default::default()
+            },
             |current| {
                 let mut next = current.clone();
                 change(&mut next);
@@ -32,9 +51,9 @@ pub async fn edit(
         )
         .await;
     match result {
-        Ok(_) => Ok(()),
-        Err(err) if err.code == 404 => Ok(()),
-        Err(err) => Err(err.message),
+        Ok(written) => Ok(Some(written.object)),
+        Err(err) if err.code == 404 => Ok(None),
+        Err(err) => Err(format!("{} {name}: {}", res.info.kind, err.message)),
     }
 }
 

@@ -339,3 +339,57 @@ pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
     check()
 }
+
+/// Counts the Ready pods of a label selector with kubectl in the background until stopped, for
+/// tests that assert availability never drops during a rollout or a drain.
+pub struct ReadyWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl ReadyWatch {
+    pub fn start(cluster: &Cluster, selector: &str) -> ReadyWatch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (kubectl, kubeconfig, selector) = (
+            cluster.kubectl.path.clone(),
+            cluster.kubeconfig(),
+            selector.to_string(),
+        );
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut lowest = usize::MAX;
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let Ok(out) = Command::new(&kubectl)
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(["get", "pods", "-l", &selector, "-o", "json"])
+                    .output()
+                else {
+                    continue;
+                };
+                if let Ok(list) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+                    let ready = list["items"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|p| {
+                            p["status"]["conditions"].as_array().is_some_and(|cs| {
+                                cs.iter()
+                                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                            })
+                        })
+                        .count();
+                    lowest = lowest.min(ready);
+                }
+            }
+            lowest
+        });
+        ReadyWatch { stop, thread }
+    }
+
+    /// Stop watching: the lowest count seen.
+    pub fn lowest(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().expect("the watch thread")
+    }
+}
