@@ -1313,7 +1313,34 @@ impl Deployments {
             &pass.name,
             Some("status"),
             Some(COMPONENT),
-            |next| next["status"] = status.clone(),
+            |next| {
+                // The controller owns the counts and its two conditions; conditions others
+                // wrote since this pass read the Deployment are kept.
+                let mut merged = status.clone();
+                let owned = |c: &Value| c["type"] == "Available" || c["type"] == "Progressing";
+                let mut conditions: Vec<Value> = next["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| !owned(c))
+                    .cloned()
+                    .collect();
+                conditions.extend(
+                    status["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|c| owned(c))
+                        .cloned(),
+                );
+                if let Some(fields) = merged.as_object_mut() {
+                    fields.remove("conditions");
+                }
+                if !conditions.is_empty() {
+                    merged["conditions"] = json!(conditions);
+                }
+                next["status"] = merged;
+            },
         )
         .await?;
         if let Some(object) = written {
