@@ -74,7 +74,7 @@ impl IpRoute {
 }
 
 /// Runs a command with the C locale (error messages are matched below), returning stdout.
-fn run(cmd: &mut Command, stdin: Option<&str>) -> Result<String, NetError> {
+pub(crate) fn run(cmd: &mut Command, stdin: Option<&str>) -> Result<String, NetError> {
     let command = std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|a| a.to_string_lossy())

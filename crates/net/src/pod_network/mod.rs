@@ -36,6 +36,7 @@ pub use cidr::Ipv4Cidr;
 pub use error::NetError;
 pub use ipam::{Allocation, Ipam};
 pub use iproute::IpRoute;
+pub(crate) use iproute::run as run_command;
 pub use naming::MacAddr;
 pub use ops::{BridgeSpec, Link, LinkAddress, NetworkOps, PodInterfaceSpec, Route, VethSpec};
 
