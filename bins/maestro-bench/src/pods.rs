@@ -116,16 +116,25 @@ async fn node(
     cfg: &PodsConfig,
 ) -> anyhow::Result<NodeResults> {
     let maestro_str = maestro.to_str().context("maestro path is not UTF-8")?;
+    // The agent runs in the machine's own network namespace: its service range and proxy
+    // table are the sandbox's, removed afterwards.
+    let service_cidr = "10.254.0.0/16";
     let cluster = Cluster::start_with(
         maestro_str,
         Kubectl::v1_33(),
-        &["--cluster-cidr", "10.253.0.0/16"],
+        &[
+            "--cluster-cidr",
+            "10.253.0.0/16",
+            "--service-cidr",
+            service_cidr,
+        ],
     );
-    let sandbox = NodeSandbox::new(
+    let mut sandbox = NodeSandbox::new(
         cluster.dir.path(),
         &cluster.dir.path().join("agent"),
         cluster.port,
     );
+    sandbox.service_cidr = Some(service_cidr.into());
     // The sandbox is removed even if a step below fails.
     let _cleanup = SandboxGuard(sandbox.clone());
     let token = String::from_utf8(
@@ -151,6 +160,7 @@ async fn node(
         .arg(&sandbox.run_dir)
         .args(["--cgroup-root", &sandbox.cgroup_root])
         .args(["--bridge", &sandbox.bridge])
+        .args(sandbox.agent_network_args())
         .env("RUST_LOG", "warn");
     let mut agent = Server::spawn("maestro agent", cmd, agent_dir)?;
 

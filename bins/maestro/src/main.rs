@@ -148,6 +148,19 @@ struct NodeArgs {
     /// Register the node without running pods (for control-plane-only tests).
     #[arg(long)]
     no_pods: bool,
+    /// The nftables table (family ip) of the node's service proxy.
+    #[arg(long, default_value = maestro_net::proxy::DEFAULT_TABLE)]
+    nft_table: String,
+    /// A DNS server (IP or IP:PORT) that the node's cluster DNS forwards names outside the
+    /// cluster to; without one such names are refused.
+    #[arg(long = "dns-upstream", value_parser = parse_dns_upstream)]
+    dns_upstreams: Vec<SocketAddr>,
+}
+
+fn parse_dns_upstream(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| format!("expected IP or IP:PORT, got {s:?}"))
 }
 
 fn parse_endpoint(s: &str) -> Result<(String, String), String> {
@@ -173,6 +186,8 @@ impl NodeArgs {
         settings.bridge = self.bridge.clone();
         settings.insecure_registries = self.insecure_registries.clone();
         settings.registry_endpoints = self.registry_endpoints.iter().cloned().collect();
+        settings.nft_table = self.nft_table.clone();
+        settings.dns_upstreams = self.dns_upstreams.clone();
         Ok(settings)
     }
 }
@@ -219,6 +234,12 @@ struct ServerArgs {
     /// Range of Service virtual IPs (ClusterIPs).
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
+    /// The cluster DNS address, inside the service range (default: its tenth address).
+    #[arg(long)]
+    cluster_dns: Option<std::net::Ipv4Addr>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
     /// Seconds between the bookmarks sent to watches that allow them.
     #[arg(long, default_value_t = 60.0)]
     watch_bookmark_interval_seconds: f64,
@@ -316,6 +337,20 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
                 args.data_dir.display()
             )
         })?;
+    let cluster_dns = args.cluster_dns.unwrap_or(service_cidr.nth(10));
+    anyhow::ensure!(
+        service_cidr.contains(cluster_dns),
+        "--cluster-dns {cluster_dns} is outside the service range {service_cidr}"
+    );
+    let network = maestro_apiserver::bootstrap::ClusterNetwork {
+        cluster_cidr: args.cluster_cidr.clone(),
+        service_cidr: args.service_cidr.clone(),
+        cluster_dns,
+        cluster_domain: args.cluster_domain.clone(),
+    };
+    maestro_apiserver::bootstrap::publish_cluster_network(&server.state.registry, &network)
+        .await
+        .context("publishing the cluster's network settings")?;
     let identity = server_identity(&args.data_dir).context("reading this server's identity")?;
     let ipam = maestro_controllers::node_ipam::NodeIpam {
         cluster_cidr: args

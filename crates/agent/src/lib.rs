@@ -15,6 +15,7 @@ pub mod portforward;
 pub mod probes;
 pub mod pty;
 pub mod server;
+pub mod services;
 pub mod simulate;
 pub mod streaming;
 pub mod volumes;
@@ -84,9 +85,14 @@ pub struct PodSettings {
     pub insecure_registries: Vec<String>,
     /// Registry name in image references → host[:port] actually contacted (mirrors).
     pub registry_endpoints: BTreeMap<String, String>,
-    /// The cluster DNS addresses pods resolve with (none yet: the node's resolver).
+    /// The cluster DNS addresses pods resolve with (none: the node's resolver); set from the
+    /// cluster's published network settings when the agent starts.
     pub cluster_dns: Vec<IpAddr>,
     pub cluster_domain: String,
+    /// The nftables table of the service proxy.
+    pub nft_table: String,
+    /// DNS servers the node's cluster DNS forwards other names to (none: refused).
+    pub dns_upstreams: Vec<SocketAddr>,
     /// Process limit of each pod.
     pub pod_pids_limit: Option<i64>,
 }
@@ -110,6 +116,8 @@ impl PodSettings {
             registry_endpoints: BTreeMap::new(),
             cluster_dns: Vec::new(),
             cluster_domain: "cluster.local".into(),
+            nft_table: maestro_net::proxy::DEFAULT_TABLE.to_string(),
+            dns_upstreams: Vec::new(),
             pod_pids_limit: None,
         }
     }
@@ -235,6 +243,19 @@ pub async fn run(mut config: AgentConfig) -> Result<(), AgentError> {
         config.port = free_port()?;
     }
     if config.pods.enabled {
+        let network = services::ClusterNetwork::fetch(&client).await;
+        config.pods.cluster_dns = vec![IpAddr::V4(network.cluster_dns)];
+        config.pods.cluster_domain = network.cluster_domain.clone();
+        tokio::spawn(services::run(
+            client.clone(),
+            services::ServiceNetworkConfig {
+                network,
+                node_name: config.node_name.clone(),
+                bridge: config.pods.bridge.clone(),
+                table: config.pods.nft_table.clone(),
+                dns_upstreams: config.pods.dns_upstreams.clone(),
+            },
+        ));
         let ctx = node_context(&client, &config)?;
         tokio::spawn(image_import::run(
             ctx.images.clone(),

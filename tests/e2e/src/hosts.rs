@@ -100,6 +100,9 @@ impl Hosts {
                 bridge: format!("mb{tag}n{i}"),
                 cluster_cidr: String::new(),
                 agent_data: dir.join("agent"),
+                // Inside the host's namespace, gone with it.
+                service_cidr: None,
+                nft_table: None,
             };
             ip(&["netns", "add", &netns])?;
             hosts.hosts.push(Host {

@@ -17,6 +17,11 @@ pub struct NodeSandbox {
     pub cluster_cidr: String,
     /// Where the agent keeps images and logs (inside the server's data directory).
     pub agent_data: PathBuf,
+    /// On a node in the machine's own network namespace: the service range (`10.<n>.0.0/16`,
+    /// routed locally by the agent) and the proxy's nftables table, both removed by
+    /// [`NodeSandbox::cleanup`]. `None` for nodes in a namespace of their own.
+    pub service_cidr: Option<String>,
+    pub nft_table: Option<String>,
 }
 
 impl NodeSandbox {
@@ -27,6 +32,8 @@ impl NodeSandbox {
             bridge: format!("me{port}"),
             cluster_cidr: format!("10.{}.0.0/16", 100 + port % 100),
             agent_data: data_dir.join("agent"),
+            service_cidr: Some(format!("10.{}.0.0/16", 200 + port % 50)),
+            nft_table: Some(format!("maestro-e2e-{port}")),
         }
     }
 
@@ -44,6 +51,22 @@ impl NodeSandbox {
             "--cluster-cidr".into(),
             self.cluster_cidr.clone(),
         ]
+        .into_iter()
+        .chain(
+            self.service_cidr
+                .iter()
+                .flat_map(|c| ["--service-cidr".into(), c.clone()]),
+        )
+        .chain(self.agent_network_args())
+        .collect()
+    }
+
+    /// The agent flags for this sandbox's proxy table.
+    pub fn agent_network_args(&self) -> Vec<String> {
+        self.nft_table
+            .iter()
+            .flat_map(|t| ["--nft-table".into(), t.clone()])
+            .collect()
     }
 
     /// The host pid of a running container's main process.
@@ -151,6 +174,18 @@ impl NodeSandbox {
         if self.bridge_exists() {
             let _ = Command::new("ip")
                 .args(["link", "del", &self.bridge])
+                .output();
+        }
+        if let Some(table) = &self.nft_table {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", table])
+                .output();
+        }
+        if let Some(range) = &self.service_cidr {
+            let _ = Command::new("ip")
+                .args([
+                    "route", "del", "local", range, "dev", "lo", "table", "local",
+                ])
                 .output();
         }
     }

@@ -215,12 +215,15 @@ impl Zone {
             return Lookup::NoSuchName;
         };
         // A CNAME answers every type.
-        let wanted = |a: &Answer| match (a, qtype) {
-            (_, QueryType::Any) | (Answer::Cname(_), _) => true,
-            (Answer::A(_), QueryType::A) => true,
-            (Answer::Srv { .. }, QueryType::Srv) => true,
-            (Answer::Ptr(_), QueryType::Ptr) => true,
-            _ => false,
+        let wanted = |a: &Answer| {
+            matches!(
+                (a, qtype),
+                (_, QueryType::Any)
+                    | (Answer::Cname(_), _)
+                    | (Answer::A(_), QueryType::A)
+                    | (Answer::Srv { .. }, QueryType::Srv)
+                    | (Answer::Ptr(_), QueryType::Ptr)
+            )
         };
         let mut found: Vec<(String, Answer)> = answers
             .iter()

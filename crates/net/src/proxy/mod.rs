@@ -169,6 +169,12 @@ impl Proxy {
         })
     }
 
+    /// Forget what the kernel holds, so that the next sync rewrites the whole table (repairing
+    /// whatever someone else changed in it).
+    pub fn forget_applied(&mut self) {
+        self.applied = None;
+    }
+
     pub fn config(&self) -> &ProxyConfig {
         &self.config
     }
