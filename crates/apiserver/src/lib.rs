@@ -23,6 +23,7 @@ pub mod registry;
 pub mod request;
 pub mod response;
 pub mod server;
+pub mod node_ports;
 pub mod service_ips;
 pub mod tables;
 pub mod tokens;

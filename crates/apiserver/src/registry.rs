@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use crate::conversion;
 use crate::crd::{self, CustomResources};
 use crate::object::{self, StoredObject};
+use crate::node_ports;
 use crate::service_ips::{self, Cidr};
 
 /// A served resource: its description and, for custom resources, what their CRD says.
@@ -170,25 +171,35 @@ fn is_core_service(res: &Resource) -> bool {
     res.custom.is_none() && res.info.group.is_empty() && res.info.kind == "Service"
 }
 
-/// A ClusterIP recorded in the store for a Service being created; released on drop unless
-/// [`IpReservation::keep`] says the Service was written.
-struct IpReservation {
+/// Allocation records (ClusterIPs, node ports) created in the store for a Service being
+/// written; released on drop unless [`Reservation::keep`] says the Service was written.
+struct Reservation {
     backend: Arc<dyn Backend>,
-    key: Option<String>,
+    keys: Vec<String>,
 }
 
-impl IpReservation {
+impl Reservation {
+    fn new(backend: Arc<dyn Backend>) -> Self {
+        Reservation {
+            backend,
+            keys: Vec::new(),
+        }
+    }
+
     fn keep(mut self) {
-        self.key = None;
+        self.keys.clear();
     }
 }
 
-impl Drop for IpReservation {
+impl Drop for Reservation {
     fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
+        let keys = std::mem::take(&mut self.keys);
+        if !keys.is_empty() {
             let backend = self.backend.clone();
             tokio::spawn(async move {
-                let _ = backend.delete(&key, None).await;
+                for key in keys {
+                    let _ = backend.delete(&key, None).await;
+                }
             });
         }
     }
@@ -893,7 +904,7 @@ impl Registry {
         namespace: Option<&str>,
         obj: &mut Value,
         dry_run: bool,
-    ) -> Result<Option<IpReservation>, ApiError> {
+    ) -> Result<Option<Reservation>, ApiError> {
         self.cache.fresh().await.map_err(store_error)?;
         let (services, _) = self.cache.list(&res.info.storage_prefix());
         let values: Vec<Value> = services.iter().map(|s| s.value()).collect();
@@ -925,10 +936,9 @@ impl Registry {
             let key = service_ips::record_key(&ip);
             match self.backend.create(&key, Bytes::from(owner.clone())).await {
                 Ok(_) => {
-                    return Ok(Some(IpReservation {
-                        backend: self.backend.clone(),
-                        key: Some(key),
-                    }));
+                    let mut reservation = Reservation::new(self.backend.clone());
+                    reservation.keys.push(key);
+                    return Ok(Some(reservation));
                 }
                 // Taken by a Service this server has not seen yet (another server's).
                 Err(StoreError::AlreadyExists(_)) if requested => {
@@ -956,8 +966,103 @@ impl Registry {
         Err(ApiError::internal("could not allocate a ClusterIP"))
     }
 
+    /// Reserve in the store the node ports `obj` (a Service being created, or replacing `old`)
+    /// holds beyond those `old` held, allocating the ones it lacks. Called with the service
+    /// allocation lock held.
+    async fn reserve_node_ports(
+        &self,
+        namespace: Option<&str>,
+        obj: &mut Value,
+        old: Option<&Value>,
+        dry_run: bool,
+    ) -> Result<Reservation, ApiError> {
+        let mut reservation = Reservation::new(self.backend.clone());
+        let wants = obj.get("spec").is_some_and(node_ports::wants_node_ports);
+        if !wants {
+            return Ok(reservation);
+        }
+        self.cache.fresh().await.map_err(store_error)?;
+        let services = resources::find_builtin("", "v1", "services").expect("built in");
+        let (items, _) = self.cache.list(&services.storage_prefix());
+        let name = meta::name(obj).to_string();
+        let others: Vec<Value> = items
+            .iter()
+            .filter(|svc| !(svc.namespace.as_deref() == namespace && svc.name == name))
+            .map(|svc| svc.value())
+            .collect();
+        let mut used = node_ports::used(others.iter());
+        let already: std::collections::HashSet<node_ports::NodePort> =
+            old.map(node_ports::held).unwrap_or_default().into_iter().collect();
+        let requested: std::collections::HashSet<node_ports::NodePort> = node_ports::held(obj)
+            .into_iter()
+            .filter(|p| !already.contains(p))
+            .collect();
+        let owner = format!("{}/{}", namespace.unwrap_or_default(), name);
+        for _ in 0..64 {
+            let spec = obj
+                .as_object_mut()
+                .expect("admitted objects are JSON objects")
+                .entry("spec")
+                .or_insert_with(|| json!({}));
+            node_ports::assign(spec, &used, rand::random())
+                .map_err(|causes| service_ips::allocation_error(&name, causes))?;
+            if dry_run {
+                return Ok(reservation);
+            }
+            let mut lost = None;
+            for port in node_ports::held(obj) {
+                let key = node_ports::record_key(&port);
+                if already.contains(&port) || reservation.keys.contains(&key) {
+                    continue;
+                }
+                match self.backend.create(&key, Bytes::from(owner.clone())).await {
+                    Ok(_) => reservation.keys.push(key),
+                    Err(StoreError::AlreadyExists(_)) if requested.contains(&port) => {
+                        let cause = node_ports::taken_cause(&obj["spec"], &port);
+                        return Err(service_ips::allocation_error(&name, vec![cause]));
+                    }
+                    // Taken by a Service this server has not seen yet: pick another.
+                    Err(StoreError::AlreadyExists(_)) => {
+                        lost = Some(port);
+                        break;
+                    }
+                    Err(other) => return Err(store_error(other)),
+                }
+            }
+            let Some(port) = lost else {
+                return Ok(reservation);
+            };
+            for entry in obj
+                .pointer_mut("/spec/ports")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if node_ports::held(&json!({"spec": {"ports": [entry.clone()]}})) == [port.clone()]
+                    && let Some(map) = entry.as_object_mut()
+                {
+                    map.remove("nodePort");
+                }
+            }
+            used.insert(port);
+        }
+        Err(ApiError::internal("could not allocate a node port"))
+    }
+
+    /// Release the records of node ports given up.
+    async fn release_node_ports(&self, ports: impl IntoIterator<Item = node_ports::NodePort>) {
+        for port in ports {
+            if let Err(err) = self.backend.delete(&node_ports::record_key(&port), None).await
+                && !matches!(err, StoreError::NotFound(_))
+            {
+                tracing::warn!(?port, %err, "could not release a node port record");
+            }
+        }
+    }
+
     /// Release the address records of a Service that is gone.
     async fn release_service_ips(&self, service: &Value) {
+        self.release_node_ports(node_ports::held(service)).await;
         for ip in service_ips::addresses_of(service) {
             if let Err(err) = self
                 .backend
@@ -1001,6 +1106,34 @@ impl Registry {
         }
         for (ip, owner) in held {
             let key = service_ips::record_key(&ip);
+            if !records.iter().any(|r| r.key == key) {
+                let _ = self.backend.create(&key, Bytes::from(owner)).await;
+            }
+        }
+        // The same for node ports.
+        let ports: std::collections::HashMap<String, String> = items
+            .iter()
+            .flat_map(|svc| {
+                let owner = format!("{}/{}", svc.namespace.clone().unwrap_or_default(), svc.name);
+                node_ports::held(&svc.value())
+                    .into_iter()
+                    .map(move |p| (node_ports::record_key(&p), owner.clone()))
+            })
+            .collect();
+        let (records, _) = self
+            .backend
+            .list(node_ports::RECORD_PREFIX)
+            .await
+            .map_err(store_error)?;
+        for record in &records {
+            if !ports.contains_key(&record.key) {
+                let _ = self
+                    .backend
+                    .delete(&record.key, Some(record.mod_revision))
+                    .await;
+            }
+        }
+        for (key, owner) in ports {
             if !records.iter().any(|r| r.key == key) {
                 let _ = self.backend.create(&key, Bytes::from(owner)).await;
             }
@@ -1090,10 +1223,15 @@ impl Registry {
             None
         };
         let mut reservation = None;
+        let mut port_reservation = None;
         if is_service {
             reservation = self
                 .allocate_service_ip(res, namespace, &mut obj, opts.dry_run)
                 .await?;
+            port_reservation = Some(
+                self.reserve_node_ports(namespace, &mut obj, None, opts.dry_run)
+                    .await?,
+            );
         }
         let base = obj;
         // A generated name may collide; Kubernetes returns the conflict, we retry a few times.
@@ -1177,6 +1315,9 @@ impl Registry {
             match self.backend.create(&key, bytes).await {
                 Ok(rev) => {
                     if let Some(reservation) = reservation.take() {
+                        reservation.keep();
+                    }
+                    if let Some(reservation) = port_reservation.take() {
                         reservation.keep();
                     }
                     set_resource_version(&mut obj, rev);
@@ -1305,6 +1446,21 @@ impl Registry {
                     created: false,
                 });
             }
+            // A Service that needs node ports it did not hold gets them reserved first.
+            let service_spec_write = is_core_service(res) && subresource.is_none() && !finished;
+            let _allocation_lock = if service_spec_write {
+                Some(self.service_ips.lock().await)
+            } else {
+                None
+            };
+            let port_reservation = if service_spec_write {
+                Some(
+                    self.reserve_node_ports(namespace, &mut new, Some(&old), opts.dry_run)
+                        .await?,
+                )
+            } else {
+                None
+            };
             if opts.dry_run {
                 return Ok(WriteResult {
                     object: self.present_value(res, new),
@@ -1329,6 +1485,15 @@ impl Registry {
                 Ok(rev) => {
                     if finished && is_core_service(res) {
                         self.release_service_ips(&new).await;
+                    }
+                    if let Some(reservation) = port_reservation {
+                        reservation.keep();
+                        let kept = node_ports::held(&new);
+                        let given_up: Vec<_> = node_ports::held(&old)
+                            .into_iter()
+                            .filter(|p| !kept.contains(p))
+                            .collect();
+                        self.release_node_ports(given_up).await;
                     }
                     set_resource_version(&mut new, rev);
                     return Ok(WriteResult {
@@ -1825,7 +1990,11 @@ fn prepare_for_update(res: &Resource, new: &mut Value, old: &Value, subresource:
         }
     }
     if res.custom.is_none() && res.info.group.is_empty() && res.info.kind == "Service" {
-        // Clients replacing a Service rarely repeat the allocated address: keep it.
+        // Clients replacing a Service rarely repeat the allocated address and ports: keep them.
+        if subresource.is_none() {
+            node_ports::drop_type_dependent_fields(new, old);
+            node_ports::keep_allocated(new, old);
+        }
         for field in ["clusterIP", "clusterIPs"] {
             let given = new
                 .pointer(&format!("/spec/{field}"))
