@@ -5,12 +5,13 @@
 # crun with busybox-static, and the image tests a registry (docker-registry), images built with
 # umoci, pushed with skopeo, and htpasswd (apache2-utils) for registry auth. The tests' in-container
 # checker (bins/maestro-checker) is linked statically against glibc's archives from libc6-dev.
-# A node (the agent `maestro server` embeds) runs containers with runc (or crun) and sets up pod
-# networks with iproute2 and util-linux's nsenter.
+# A node (the agent `maestro server` embeds) runs containers with runc (or crun), sets up pod
+# networks with iproute2 and util-linux's nsenter, and programs its service proxy with nftables.
+# The network tests reach node ports from outside the nodes with curl.
 BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev libc6-dev)
-NODE_PACKAGES=(runc crun iproute2 util-linux)
+NODE_PACKAGES=(runc crun iproute2 util-linux nftables)
 TEST_PACKAGES=(etcd-server etcd-client iproute2 iputils-ping python3 runc crun busybox-static
-  docker-registry umoci skopeo apache2-utils)
+  docker-registry umoci skopeo apache2-utils nftables curl)
 
 install_packages() {
   local missing=()

@@ -8,167 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use maestro_e2e::hosts::{AgentSetup, Hosts};
-use maestro_e2e::registry::{Registry, RegistryAuth};
-use maestro_e2e::{Cluster, Kubectl, ReadyWatch, checker, eventually, free_port};
+use maestro_e2e::hosts::HostCluster;
+use maestro_e2e::{ReadyWatch, condition, eventually};
 use serde_json::Value;
-
-/// The cluster, its hosts and the registry (dropped in this order: agents first).
-struct ThreeNodes {
-    hosts: Hosts,
-    cluster: Cluster,
-    _registry: Registry,
-    image: String,
-    setup: AgentSetup,
-    _dir: tempfile::TempDir,
-}
-
-fn three_nodes() -> ThreeNodes {
-    three_nodes_with(&[])
-}
-
-/// [`three_nodes`] with extra server arguments.
-fn three_nodes_with(server_args: &[&str]) -> ThreeNodes {
-    let dir = tempfile::Builder::new()
-        .prefix("maestro-hosts-")
-        .tempdir()
-        .unwrap();
-    let tag = free_port();
-    let hosts = Hosts::create(dir.path(), tag, 3).expect("creating the hosts");
-    let gateway = hosts.gateway.to_string();
-    let cidr = format!("10.{}.0.0/16", 100 + tag % 100);
-    let mut args = vec![
-        "--bind-address",
-        "0.0.0.0",
-        "--tls-san",
-        &gateway,
-        "--cluster-cidr",
-        &cidr,
-    ];
-    args.extend_from_slice(server_args);
-    let cluster = Cluster::start_with(env!("CARGO_BIN_EXE_maestro"), Kubectl::v1_33(), &args);
-    let registry =
-        Registry::start_on(&dir.path().join("registry"), &RegistryAuth::None, &gateway).unwrap();
-    let image = checker::image()
-        .unwrap()
-        .build(&dir.path().join("layout"), "1")
-        .unwrap();
-    let image = registry.push_image(&image, "checker:1").unwrap();
-    let token = maestro_e2e::run(
-        std::process::Command::new(env!("CARGO_BIN_EXE_maestro"))
-            .args(["token", "create", "--data-dir"])
-            .arg(cluster.data_dir()),
-    )
-    .unwrap();
-    let setup = AgentSetup {
-        binary: env!("CARGO_BIN_EXE_maestro").into(),
-        server: format!("https://{gateway}:{}", cluster.port),
-        token: token.trim().to_string(),
-        insecure_registries: vec![registry.host()],
-    };
-    let mut nodes = ThreeNodes {
-        hosts,
-        cluster,
-        _registry: registry,
-        image,
-        setup,
-        _dir: dir,
-    };
-    for i in 0..3 {
-        nodes.hosts.start_agent(i, &nodes.setup).unwrap();
-    }
-    assert!(
-        eventually(Duration::from_secs(60), || nodes.ready_nodes().len() == 3),
-        "three nodes did not become Ready:\n{}\n{}",
-        nodes.cluster.ok(&["get", "nodes"]),
-        nodes.hosts.hosts[0].log()
-    );
-    nodes
-}
-
-impl ThreeNodes {
-    fn apply(&self, yaml: &str) {
-        self.cluster.ok_stdin(
-            &["apply", "-f", "-"],
-            Some(&yaml.replace("IMAGE", &self.image)),
-        );
-    }
-
-    fn ready_nodes(&self) -> Vec<String> {
-        let out = self.cluster.run(&["get", "nodes", "-o", "json"]);
-        let Ok(list) = serde_json::from_slice::<Value>(&out.stdout) else {
-            return Vec::new();
-        };
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|n| condition(n, "Ready") == Some("True"))
-            .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
-            .collect()
-    }
-
-    /// The pods with this label that are not being deleted.
-    fn live_pods(&self, selector: &str) -> Vec<Value> {
-        let out = self
-            .cluster
-            .run(&["get", "pods", "-l", selector, "-o", "json"]);
-        let Ok(list) = serde_json::from_slice::<Value>(&out.stdout) else {
-            return Vec::new();
-        };
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-            .cloned()
-            .collect()
-    }
-
-    /// `kubectl rollout status`, failing with the cluster's state if it does not complete.
-    fn rollout(&self, deployment: &str) -> String {
-        let out = self.cluster.run(&[
-            "rollout",
-            "status",
-            &format!("deploy/{deployment}"),
-            "--timeout=120s",
-        ]);
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "rollout of {deployment} did not finish: {text}{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.debug()
-        );
-        text
-    }
-
-    fn debug(&self) -> String {
-        format!(
-            "{}\n--- server log tail ---\n{}",
-            self.cluster
-                .run(&["get", "nodes,deploy,rs,pods,pdb", "-o", "wide"])
-                .stdout
-                .iter()
-                .map(|b| *b as char)
-                .collect::<String>(),
-            tail(&self.cluster.log(), 30)
-        )
-    }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn condition<'a>(object: &'a Value, kind: &str) -> Option<&'a str> {
-    object["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == kind)?["status"]
-        .as_str()
-}
 
 fn node_of(pod: &Value) -> String {
     pod["spec"]["nodeName"]
@@ -209,7 +51,7 @@ spec:
 /// `uncordon` makes it schedulable again.
 #[test]
 fn three_nodes_roll_out_scale_and_drain() {
-    let nodes = three_nodes();
+    let nodes = HostCluster::start(env!("CARGO_BIN_EXE_maestro"), 3, &[]);
     let c = &nodes.cluster;
     nodes.apply(WEB);
     let status = c.ok(&["rollout", "status", "deploy/web", "--timeout=120s"]);
@@ -324,7 +166,7 @@ fn three_nodes_roll_out_scale_and_drain() {
 /// the agent comes back the node is Ready and untainted again.
 #[test]
 fn a_lost_node_s_pods_come_back_elsewhere() {
-    let mut nodes = three_nodes();
+    let mut nodes = HostCluster::start(env!("CARGO_BIN_EXE_maestro"), 3, &[]);
     nodes.apply(&WEB.replace("replicas: 6", "replicas: 3"));
     nodes
         .cluster
@@ -480,7 +322,11 @@ profiles:
     )
     .unwrap();
     let config_path = config.path().display().to_string();
-    let nodes = three_nodes_with(&["--scheduler-config", &config_path]);
+    let nodes = HostCluster::start(
+        env!("CARGO_BIN_EXE_maestro"),
+        3,
+        &["--scheduler-config", &config_path],
+    );
     let c = &nodes.cluster;
     let allocatable = c.json(&["get", "node", "node-1"])["status"]["allocatable"]["cpu"]
         .as_str()

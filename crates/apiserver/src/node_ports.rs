@@ -88,9 +88,9 @@ pub fn keep_allocated(new: &mut Value, old: &Value) {
         if node_port_of(port).is_some() {
             continue;
         }
-        let same = old_ports.iter().find(|o| {
-            o.get("port") == port.get("port") && protocol_of(o) == protocol_of(port)
-        });
+        let same = old_ports
+            .iter()
+            .find(|o| o.get("port") == port.get("port") && protocol_of(o) == protocol_of(port));
         if let Some(kept) = same.and_then(node_port_of)
             && let Some(map) = port.as_object_mut()
         {
@@ -118,9 +118,8 @@ pub fn drop_type_dependent_fields(new: &mut Value, old: &Value) {
     let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
-    let unchanged = |spec: &serde_json::Map<String, Value>, field: &str| {
-        spec.get(field) == old_spec.get(field)
-    };
+    let unchanged =
+        |spec: &serde_json::Map<String, Value>, field: &str| spec.get(field) == old_spec.get(field);
     let externally_reachable = matches!(new_type.as_str(), "NodePort" | "LoadBalancer");
     if !externally_reachable {
         for field in ["externalTrafficPolicy", "healthCheckNodePort"] {
@@ -247,7 +246,10 @@ mod tests {
         let mut before = service.clone();
         before["spec"]["externalTrafficPolicy"] = json!("Cluster");
         drop_type_dependent_fields(&mut back, &before);
-        assert_eq!(back, json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}));
+        assert_eq!(
+            back,
+            json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}})
+        );
 
         let key = record_key(&("UDP".into(), 30053));
         assert_eq!(key, "/maestro/nodeports/udp/30053");

@@ -15,8 +15,8 @@ use serde_json::{Map, Value, json};
 
 use crate::conversion;
 use crate::crd::{self, CustomResources};
-use crate::object::{self, StoredObject};
 use crate::node_ports;
+use crate::object::{self, StoredObject};
 use crate::service_ips::{self, Cidr};
 
 /// A served resource: its description and, for custom resources, what their CRD says.
@@ -991,8 +991,11 @@ impl Registry {
             .map(|svc| svc.value())
             .collect();
         let mut used = node_ports::used(others.iter());
-        let already: std::collections::HashSet<node_ports::NodePort> =
-            old.map(node_ports::held).unwrap_or_default().into_iter().collect();
+        let already: std::collections::HashSet<node_ports::NodePort> = old
+            .map(node_ports::held)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let requested: std::collections::HashSet<node_ports::NodePort> = node_ports::held(obj)
             .into_iter()
             .filter(|p| !already.contains(p))
@@ -1052,7 +1055,10 @@ impl Registry {
     /// Release the records of node ports given up.
     async fn release_node_ports(&self, ports: impl IntoIterator<Item = node_ports::NodePort>) {
         for port in ports {
-            if let Err(err) = self.backend.delete(&node_ports::record_key(&port), None).await
+            if let Err(err) = self
+                .backend
+                .delete(&node_ports::record_key(&port), None)
+                .await
                 && !matches!(err, StoreError::NotFound(_))
             {
                 tracing::warn!(?port, %err, "could not release a node port record");

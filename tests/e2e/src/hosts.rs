@@ -13,8 +13,13 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result};
 
+use std::time::Duration;
+
+use serde_json::Value;
+
 use crate::node::NodeSandbox;
-use crate::run;
+use crate::registry::{Registry, RegistryAuth};
+use crate::{Cluster, Kubectl, checker, condition, eventually, free_port, run, tail};
 
 /// One host: a network namespace with an address on the shared bridge and an agent.
 #[derive(Debug)]
@@ -172,5 +177,150 @@ impl Drop for Hosts {
             let _ = ip(&["netns", "del", &host.netns]);
         }
         let _ = ip(&["link", "del", &self.bridge]);
+    }
+}
+
+/// The cluster, its hosts and the registry (dropped in this order: agents first).
+pub struct HostCluster {
+    pub hosts: Hosts,
+    pub cluster: Cluster,
+    _registry: Registry,
+    /// The checker image in the registry.
+    pub image: String,
+    pub setup: AgentSetup,
+    _dir: tempfile::TempDir,
+}
+
+impl HostCluster {
+    /// A server on the bridge's address (control plane only) and `count` hosts with agents,
+    /// all Ready, with the checker image in a registry on the bridge; `binary` is the maestro
+    /// executable.
+    pub fn start(binary: &str, count: usize, server_args: &[&str]) -> HostCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("maestro-hosts-")
+            .tempdir()
+            .unwrap();
+        let tag = free_port();
+        let hosts = Hosts::create(dir.path(), tag, count).expect("creating the hosts");
+        let gateway = hosts.gateway.to_string();
+        let cidr = format!("10.{}.0.0/16", 100 + tag % 100);
+        let mut args = vec![
+            "--bind-address",
+            "0.0.0.0",
+            "--tls-san",
+            &gateway,
+            "--cluster-cidr",
+            &cidr,
+        ];
+        args.extend_from_slice(server_args);
+        let cluster = Cluster::start_with(binary, Kubectl::v1_33(), &args);
+        let registry =
+            Registry::start_on(&dir.path().join("registry"), &RegistryAuth::None, &gateway)
+                .unwrap();
+        let image = checker::image()
+            .unwrap()
+            .build(&dir.path().join("layout"), "1")
+            .unwrap();
+        let image = registry.push_image(&image, "checker:1").unwrap();
+        let token = run(std::process::Command::new(binary)
+            .args(["token", "create", "--data-dir"])
+            .arg(cluster.data_dir()))
+        .unwrap();
+        let setup = AgentSetup {
+            binary: binary.into(),
+            server: format!("https://{gateway}:{}", cluster.port),
+            token: token.trim().to_string(),
+            insecure_registries: vec![registry.host()],
+        };
+        let mut nodes = HostCluster {
+            hosts,
+            cluster,
+            _registry: registry,
+            image,
+            setup,
+            _dir: dir,
+        };
+        for i in 0..count {
+            nodes.hosts.start_agent(i, &nodes.setup).unwrap();
+        }
+        assert!(
+            eventually(Duration::from_secs(60), || nodes.ready_nodes().len()
+                == count),
+            "{count} nodes did not become Ready:\n{}\n{}",
+            nodes.cluster.ok(&["get", "nodes"]),
+            nodes.hosts.hosts[0].log()
+        );
+        nodes
+    }
+
+    /// `kubectl apply` of a manifest, with `IMAGE` standing for the checker image.
+    pub fn apply(&self, yaml: &str) {
+        self.cluster.ok_stdin(
+            &["apply", "-f", "-"],
+            Some(&yaml.replace("IMAGE", &self.image)),
+        );
+    }
+
+    pub fn ready_nodes(&self) -> Vec<String> {
+        let out = self.cluster.run(&["get", "nodes", "-o", "json"]);
+        let Ok(list) = serde_json::from_slice::<Value>(&out.stdout) else {
+            return Vec::new();
+        };
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| condition(n, "Ready") == Some("True"))
+            .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The pods with this label that are not being deleted.
+    pub fn live_pods(&self, selector: &str) -> Vec<Value> {
+        let out = self
+            .cluster
+            .run(&["get", "pods", "-l", selector, "-o", "json"]);
+        let Ok(list) = serde_json::from_slice::<Value>(&out.stdout) else {
+            return Vec::new();
+        };
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .cloned()
+            .collect()
+    }
+
+    /// `kubectl rollout status`, failing with the cluster's state if it does not complete.
+    pub fn rollout(&self, deployment: &str) -> String {
+        let out = self.cluster.run(&[
+            "rollout",
+            "status",
+            &format!("deploy/{deployment}"),
+            "--timeout=120s",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "rollout of {deployment} did not finish: {text}{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.debug()
+        );
+        text
+    }
+
+    /// Nodes, workloads and pods, with the server log's tail, for failure messages.
+    pub fn debug(&self) -> String {
+        format!(
+            "{}\n--- server log tail ---\n{}",
+            self.cluster
+                .run(&["get", "nodes,deploy,rs,pods,pdb", "-o", "wide"])
+                .stdout
+                .iter()
+                .map(|b| *b as char)
+                .collect::<String>(),
+            tail(&self.cluster.log(), 30)
+        )
     }
 }

@@ -393,3 +393,18 @@ impl ReadyWatch {
         self.thread.join().expect("the watch thread")
     }
 }
+
+/// The last `lines` lines of `text`.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The status of condition `kind` of an object.
+pub fn condition<'a>(object: &'a serde_json::Value, kind: &str) -> Option<&'a str> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)?["status"]
+        .as_str()
+}

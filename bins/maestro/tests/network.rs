@@ -1,0 +1,257 @@
+//! Service networking with real traffic between pods on different hosts: two `maestro agent`s
+//! in network namespaces of their own (`maestro_e2e::hosts`), each with its pod bridge, its
+//! nftables proxy and its cluster DNS server. Pods resolve Services by name from inside, a
+//! ClusterIP spreads requests over the endpoints of both nodes and stops sending to one that
+//! turns unready, ClientIP affinity pins a client, and a NodePort answers on each node's address
+//! from the node itself and from outside.
+//!
+//! Needs root, runc, nsenter, iproute2, nftables, curl and the test packages; everything is
+//! removed on drop (the namespaces take the nodes' tables and routes with them).
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use maestro_e2e::eventually;
+use maestro_e2e::hosts::HostCluster;
+use serde_json::Value;
+
+const APP: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule,
+         labelSelector: {matchLabels: {app: web}}}
+      containers:
+      - name: web
+        image: IMAGE
+        args: ["serve", "8080", "--unready-file", "/tmp/unready"]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1, failureThreshold: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-np}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  terminationGracePeriodSeconds: 1
+  nodeSelector: {kubernetes.io/hostname: node-1}
+  containers:
+  - {name: client, image: IMAGE, args: ["sleep", "forever"]}
+"#;
+
+/// Hostnames answering `count` requests to `url` made from inside the client pod.
+fn hits(nodes: &HostCluster, url: &str, count: usize) -> Vec<String> {
+    let script = format!("for i in $(seq {count}); do wget -q -O - {url} || echo FAILED; done");
+    let out = nodes
+        .cluster
+        .ok(&["exec", "client", "--", "sh", "-c", &script]);
+    out.lines().map(str::to_string).collect()
+}
+
+fn pods(nodes: &HostCluster) -> Vec<Value> {
+    nodes.live_pods("app=web")
+}
+
+fn pod_ip(pod: &Value) -> String {
+    pod["status"]["podIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Whether the EndpointSlices of `web` list this address as ready.
+fn endpoint_ready(nodes: &HostCluster, ip: &str) -> Option<bool> {
+    let slices = nodes.cluster.json(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+        "-o",
+        "json",
+    ]);
+    slices["items"]
+        .as_array()?
+        .iter()
+        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+        .find(|e| e["addresses"][0] == ip)
+        .map(|e| e["conditions"]["ready"] == true)
+}
+
+fn curl(netns: Option<&str>, url: &str) -> String {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).arg("curl");
+            c
+        }
+        None => Command::new("curl"),
+    };
+    let out = cmd.args(["-s", "-m", "5", url]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn services_dns_and_node_ports_across_hosts() {
+    let nodes = HostCluster::start(env!("CARGO_BIN_EXE_maestro"), 2, &[]);
+    nodes.apply(APP);
+    nodes.rollout("web");
+    nodes.cluster.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/client",
+        "--timeout=60s",
+    ]);
+    let web = pods(&nodes);
+    let hosts_used: BTreeSet<&str> = web
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str())
+        .collect();
+    assert_eq!(
+        hosts_used.len(),
+        2,
+        "spread over both nodes:\n{}",
+        nodes.debug()
+    );
+    let names: BTreeSet<String> = web
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+
+    // Cluster DNS from inside a pod: resolv.conf points at kube-dns, which the node answers.
+    let dns_ip = nodes.cluster.ok(&[
+        "get",
+        "svc",
+        "-n",
+        "kube-system",
+        "kube-dns",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let resolv = nodes
+        .cluster
+        .ok(&["exec", "client", "--", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains(&format!("nameserver {dns_ip}")), "{resolv}");
+    assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"));
+    let web_ip = nodes
+        .cluster
+        .ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let lookup = nodes.cluster.ok(&[
+        "exec",
+        "client",
+        "--",
+        "nslookup",
+        "web.default.svc.cluster.local",
+    ]);
+    assert!(lookup.contains(&web_ip), "{lookup}");
+    let missing = nodes.cluster.run(&[
+        "exec",
+        "client",
+        "--",
+        "nslookup",
+        "nothing.default.svc.cluster.local",
+    ]);
+    assert!(
+        !missing.status.success(),
+        "an unknown name does not resolve"
+    );
+
+    // Pod to pod across nodes, directly.
+    let remote = web
+        .iter()
+        .find(|p| p["spec"]["nodeName"] == "node-2")
+        .expect("a web pod on node-2");
+    let direct = hits(&nodes, &format!("http://{}:8080/", pod_ip(remote)), 1);
+    assert_eq!(direct, [remote["metadata"]["name"].as_str().unwrap()]);
+
+    // The ClusterIP, by short name: every endpoint on both nodes answers.
+    let answered: BTreeSet<String> = hits(&nodes, "http://web/", 40).into_iter().collect();
+    assert_eq!(answered, names, "40 requests through the Service");
+
+    // An endpoint that turns unready leaves the rotation.
+    let leaving = &web[0];
+    let leaving_name = leaving["metadata"]["name"].as_str().unwrap();
+    nodes
+        .cluster
+        .ok(&["exec", leaving_name, "--", "touch", "/tmp/unready"]);
+    assert!(
+        eventually(Duration::from_secs(20), || endpoint_ready(
+            &nodes,
+            &pod_ip(leaving)
+        ) == Some(false)),
+        "the endpoint of {leaving_name} did not turn unready"
+    );
+    // The nodes apply the change within a second of seeing it.
+    std::thread::sleep(Duration::from_secs(1));
+    let after = hits(&nodes, "http://web/", 30);
+    assert!(
+        !after.iter().any(|h| h == leaving_name || h == "FAILED"),
+        "requests after {leaving_name} turned unready: {after:?}"
+    );
+
+    // ClientIP affinity: one client, one endpoint.
+    nodes.cluster.ok(&[
+        "patch",
+        "svc",
+        "web",
+        "-p",
+        r#"{"spec":{"sessionAffinity":"ClientIP"}}"#,
+    ]);
+    std::thread::sleep(Duration::from_secs(1));
+    let pinned: BTreeSet<String> = hits(&nodes, "http://web/", 10).into_iter().collect();
+    assert_eq!(pinned.len(), 1, "affinity: {pinned:?}");
+
+    // NodePort: on each node's address, from the node itself and from outside the nodes.
+    let node_port = nodes.cluster.ok(&[
+        "get",
+        "svc",
+        "web-np",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let port: u16 = node_port.trim().parse().expect("an allocated node port");
+    assert!((30000..=32767).contains(&port));
+    for host in &nodes.hosts.hosts {
+        let url = format!("http://{}:{port}/", host.ip);
+        let inside = curl(Some(&host.netns), &url);
+        assert!(
+            names.contains(&inside),
+            "{url} from {}: {inside:?}",
+            host.name
+        );
+        let outside = curl(None, &url);
+        assert!(names.contains(&outside), "{url} from outside: {outside:?}");
+    }
+    // A node port nobody holds is refused, not forwarded.
+    let closed = curl(
+        Some(&nodes.hosts.hosts[0].netns),
+        &format!(
+            "http://{}:{}/",
+            nodes.hosts.hosts[0].ip,
+            if port == 30000 { 30001 } else { 30000 }
+        ),
+    );
+    assert!(closed.is_empty());
+}
