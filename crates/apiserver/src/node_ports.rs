@@ -174,7 +174,7 @@ pub fn assign(spec: &mut Value, used: &HashSet<NodePort>, seed: u32) -> Result<(
             .find(|candidate| !taken.contains(&(protocol.clone(), *candidate)))
             .ok_or_else(|| {
                 vec![Cause::invalid(
-                    &format!("spec.ports[{i}].nodePort"),
+                    format!("spec.ports[{i}].nodePort"),
                     &json!(0),
                     format!(
                         "failed to allocate a nodePort: range is full ({}-{})",
@@ -203,7 +203,7 @@ pub fn taken_cause(spec: &Value, (protocol, number): &NodePort) -> Cause {
         })
         .unwrap_or(0);
     Cause::invalid(
-        &format!("spec.ports[{index}].nodePort"),
+        format!("spec.ports[{index}].nodePort"),
         &json!(number),
         "provided port is already allocated",
     )
