@@ -2,8 +2,9 @@
 //! in network namespaces of their own (`maestro_e2e::hosts`), each with its pod bridge, its
 //! nftables proxy and its cluster DNS server. Pods resolve Services by name from inside, a
 //! ClusterIP spreads requests over the endpoints of both nodes and stops sending to one that
-//! turns unready, ClientIP affinity pins a client, and a NodePort answers on each node's address
-//! from the node itself and from outside.
+//! turns unready, ClientIP affinity pins a client, a NodePort answers on each node's address
+//! from the node itself and from outside, and NetworkPolicies enforce the seed's audit rule (the
+//! database may not reach the frontend) while the allowed connections go on.
 //!
 //! Needs root, runc, nsenter, iproute2, nftables, curl and the test packages; everything is
 //! removed on drop (the namespaces take the nodes' tables and routes with them).
@@ -54,21 +55,62 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: client}
+metadata: {name: client, labels: {role: client}}
 spec:
   terminationGracePeriodSeconds: 1
   nodeSelector: {kubernetes.io/hostname: node-1}
   containers:
-  - {name: client, image: IMAGE, args: ["sleep", "forever"]}
+  - {name: client, image: IMAGE, args: ["serve", "8080"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, labels: {role: db}}
+spec:
+  terminationGracePeriodSeconds: 1
+  nodeSelector: {kubernetes.io/hostname: node-2}
+  containers:
+  - {name: db, image: IMAGE, args: ["serve", "5432"], ports: [{name: db, containerPort: 5432}]}
+"#;
+
+/// The audit's rules: the database may not open connections to the frontend, and only the
+/// client may open connections to the database, on its named port.
+const AUDIT: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-not-to-frontend}
+spec:
+  podSelector: {matchLabels: {role: db}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{podSelector: {matchExpressions: [{key: app, operator: NotIn, values: [web]}]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-from-client}
+spec:
+  podSelector: {matchLabels: {role: db}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {role: client}}}]
+    ports: [{port: db}]
 "#;
 
 /// Hostnames answering `count` requests to `url` made from inside the client pod.
 fn hits(nodes: &HostCluster, url: &str, count: usize) -> Vec<String> {
-    let script = format!("for i in $(seq {count}); do wget -q -O - {url} || echo FAILED; done");
-    let out = nodes
-        .cluster
-        .ok(&["exec", "client", "--", "sh", "-c", &script]);
+    hits_from(nodes, "client", url, count)
+}
+
+/// Hostnames answering `count` requests to `url` made from inside `pod` (`FAILED` for each
+/// request that got no answer within 5 s).
+fn hits_from(nodes: &HostCluster, pod: &str, url: &str, count: usize) -> Vec<String> {
+    let script =
+        format!("for i in $(seq {count}); do timeout 5 wget -q -O - {url} || echo FAILED; done");
+    let out = nodes.cluster.ok(&["exec", pod, "--", "sh", "-c", &script]);
     out.lines().map(str::to_string).collect()
+}
+
+/// Whether one request from `pod` to `url` is answered.
+fn reaches(nodes: &HostCluster, pod: &str, url: &str) -> bool {
+    hits_from(nodes, pod, url, 1) != ["FAILED"]
 }
 
 fn pods(nodes: &HostCluster) -> Vec<Value> {
@@ -254,4 +296,67 @@ fn services_dns_and_node_ports_across_hosts() {
         ),
     );
     assert!(closed.is_empty());
+
+    // The audit: once the policies are in, the database cannot reach the frontend (through the
+    // Service or directly) but still reaches the client; only the client reaches the database.
+    let db_ip = nodes
+        .cluster
+        .ok(&["get", "pod", "db", "-o", "jsonpath={.status.podIP}"]);
+    let client_ip = nodes
+        .cluster
+        .ok(&["get", "pod", "client", "-o", "jsonpath={.status.podIP}"]);
+    let frontend = web
+        .iter()
+        .find(|p| p["metadata"]["name"] != leaving["metadata"]["name"])
+        .unwrap();
+    let frontend_url = format!("http://{}:8080/", pod_ip(frontend));
+    let db_url = format!("http://{db_ip}:5432/");
+    assert!(reaches(&nodes, "db", "http://web.default/"));
+    assert!(reaches(
+        &nodes,
+        frontend["metadata"]["name"].as_str().unwrap(),
+        &db_url
+    ));
+    nodes.apply(AUDIT);
+    assert!(
+        eventually(Duration::from_secs(10), || !reaches(
+            &nodes,
+            "db",
+            &frontend_url
+        )),
+        "the database still reaches the frontend at {frontend_url}"
+    );
+    assert!(
+        !reaches(&nodes, "db", "http://web.default/"),
+        "nor through the Service"
+    );
+    assert!(
+        reaches(&nodes, "db", &format!("http://{client_ip}:8080/")),
+        "egress elsewhere is allowed"
+    );
+    assert!(reaches(&nodes, "client", &db_url), "the client is let in");
+    assert!(
+        !reaches(
+            &nodes,
+            frontend["metadata"]["name"].as_str().unwrap(),
+            &db_url
+        ),
+        "the frontend is kept out of the database"
+    );
+    assert!(
+        reaches(&nodes, "client", "http://web/"),
+        "the frontend is not isolated"
+    );
+    // Removing a policy lifts its rule.
+    nodes
+        .cluster
+        .ok(&["delete", "networkpolicy", "db-not-to-frontend"]);
+    assert!(
+        eventually(Duration::from_secs(10), || reaches(
+            &nodes,
+            "db",
+            &frontend_url
+        )),
+        "the database is still cut off after the policy went"
+    );
 }

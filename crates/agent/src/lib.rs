@@ -11,6 +11,7 @@ pub mod join;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod policy;
 pub mod portforward;
 pub mod probes;
 pub mod pty;
@@ -246,6 +247,11 @@ pub async fn run(mut config: AgentConfig) -> Result<(), AgentError> {
         let network = services::ClusterNetwork::fetch(&client).await;
         config.pods.cluster_dns = vec![IpAddr::V4(network.cluster_dns)];
         config.pods.cluster_domain = network.cluster_domain.clone();
+        tokio::spawn(policy::run(
+            client.clone(),
+            config.node_name.clone(),
+            config.pods.nft_table.clone(),
+        ));
         tokio::spawn(services::run(
             client.clone(),
             services::ServiceNetworkConfig {

@@ -94,7 +94,7 @@ pub struct ServiceNetworkConfig {
 }
 
 /// Watch one kind into a store, waking `changed` on every event.
-fn watch<K>(api: Api<K>, changed: Arc<Notify>) -> Store<K>
+pub(crate) fn watch<K>(api: Api<K>, changed: Arc<Notify>) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone

@@ -3,6 +3,8 @@
 //! connects the pod networks of the nodes.
 
 pub mod dns;
+pub mod nft;
 pub mod pod_network;
+pub mod policy;
 pub mod proxy;
 pub mod routes;

@@ -9,15 +9,13 @@
 //! the default route off the machine.
 
 pub mod rules;
-pub mod ruleset;
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
+use crate::nft::NftTable;
+pub use crate::nft::SyncOutcome;
 use crate::pod_network::{Ipv4Cidr, NetError};
-use ruleset::Ruleset;
 
 /// The default table name.
 pub const DEFAULT_TABLE: &str = "maestro";
@@ -121,58 +119,33 @@ pub struct Service {
     pub external_local: bool,
 }
 
-/// What one [`Proxy::sync`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncOutcome {
-    /// Nothing changed: no script ran.
-    pub unchanged: bool,
-    /// The whole table was written (first sync, a structural change, or after a failure).
-    pub full: bool,
-    /// Lines of the script applied.
-    pub lines: usize,
-    pub elapsed: Duration,
-}
-
 /// The proxy of one node: owns its nftables table and the local route of the service range.
 #[derive(Debug)]
 pub struct Proxy {
     config: ProxyConfig,
-    nft: PathBuf,
-    /// What the kernel holds, as far as we know; `None` forces a full write.
-    applied: Option<Ruleset>,
+    table: NftTable,
 }
 
 impl Proxy {
     /// Routes the service range locally (before any rule exists) and returns a proxy that has
     /// not written its table yet.
     pub fn new(config: ProxyConfig) -> Result<Self, NetError> {
-        if config.table.is_empty()
-            || !config
-                .table
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(NetError::InvalidConfig(format!(
-                "nftables table name {:?}: expected [A-Za-z0-9_-]+",
-                config.table
-            )));
-        }
+        crate::nft::check_table_name(&config.table)?;
         let range = config.service_cidr.to_string();
         crate::pod_network::run_command(
             Command::new("ip").args(["route", "replace", "local", &range, "dev", "lo"]),
             None,
         )?;
         Ok(Proxy {
+            table: NftTable::new(config.table.clone()),
             config,
-            nft: "nft".into(),
-            applied: None,
         })
     }
 
     /// Forget what the kernel holds, so that the next sync rewrites the whole table (repairing
     /// whatever someone else changed in it).
     pub fn forget_applied(&mut self) {
-        self.applied = None;
+        self.table.forget_applied();
     }
 
     pub fn config(&self) -> &ProxyConfig {
@@ -181,55 +154,12 @@ impl Proxy {
 
     /// Make the kernel's table match `services`.
     pub fn sync(&mut self, services: &[Service]) -> Result<SyncOutcome, NetError> {
-        let started = Instant::now();
-        let desired = rules::render(&self.config, services);
-        let diff = self
-            .applied
-            .as_ref()
-            .and_then(|applied| desired.diff_script(applied));
-        let (script, full) = match diff {
-            Some(script) if script.is_empty() => {
-                return Ok(SyncOutcome {
-                    unchanged: true,
-                    full: false,
-                    lines: 0,
-                    elapsed: started.elapsed(),
-                });
-            }
-            Some(script) => (script, false),
-            None => (desired.full_script(), true),
-        };
-        // Whatever happens, the kernel's state is unknown until a write succeeds.
-        self.applied = None;
-        let result = self.apply(&script);
-        if result.is_err() && !full {
-            // A diff against a table someone else changed can fail: rewrite it whole.
-            tracing::warn!(table = %self.config.table, "incremental nftables update failed; rewriting the table");
-            self.apply(&desired.full_script())?;
-        } else {
-            result?;
-        }
-        self.applied = Some(desired);
-        Ok(SyncOutcome {
-            unchanged: false,
-            full,
-            lines: script.lines().count(),
-            elapsed: started.elapsed(),
-        })
-    }
-
-    fn apply(&self, script: &str) -> Result<(), NetError> {
-        crate::pod_network::run_command(Command::new(&self.nft).args(["-f", "-"]), Some(script))
-            .map(drop)
+        self.table.sync(rules::render(&self.config, services))
     }
 
     /// Remove the table and the local route (for clean-ups; a running node keeps both).
     pub fn remove(config: &ProxyConfig) -> Result<(), NetError> {
-        let table = &config.table;
-        let _ = crate::pod_network::run_command(
-            Command::new("nft").args(["-f", "-"]),
-            Some(&format!("add table ip {table}\ndelete table ip {table}\n")),
-        )?;
+        NftTable::remove(&config.table)?;
         let range = config.service_cidr.to_string();
         let route = crate::pod_network::run_command(
             Command::new("ip").args([

@@ -22,8 +22,8 @@
 
 use sha2::{Digest, Sha256};
 
-use super::ruleset::{Chain, Map, Ruleset};
 use super::{Endpoint, ProxyConfig, Service, ServicePort};
+use crate::nft::ruleset::{Chain, Map, Ruleset};
 
 /// The packet mark bit meaning "masquerade this connection" (kube-proxy's bit).
 const MASQUERADE_MARK: &str = "0x4000";

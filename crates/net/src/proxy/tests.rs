@@ -7,6 +7,7 @@ use std::process::Command;
 
 use super::rules::{render, usable};
 use super::*;
+use crate::nft::ruleset::Ruleset;
 
 fn config() -> ProxyConfig {
     ProxyConfig {
