@@ -122,15 +122,18 @@ fn protocol(port: &NetworkPolicyPort) -> (String, Option<Protocol>) {
     (name, parsed)
 }
 
+/// One ingress or egress rule of a policy: its peers (`from`/`to`) and ports.
+type RuleRef<'a> = (
+    Option<&'a Vec<NetworkPolicyPeer>>,
+    Option<&'a Vec<NetworkPolicyPort>>,
+);
+
 /// One direction's allow rules for `target`, from the rules of one policy.
 fn allows(
     cluster: &Cluster<'_>,
     policy_namespace: &str,
     target: &PodView,
-    rules: &[(
-        Option<&Vec<NetworkPolicyPeer>>,
-        Option<&Vec<NetworkPolicyPort>>,
-    )],
+    rules: &[RuleRef<'_>],
     egress: bool,
 ) -> Vec<Allow> {
     let mut out = Vec::new();
