@@ -155,6 +155,12 @@ struct NodeArgs {
     /// cluster to; without one such names are refused.
     #[arg(long = "dns-upstream", value_parser = parse_dns_upstream)]
     dns_upstreams: Vec<SocketAddr>,
+    /// HTTP port of the built-in ingress controller on this node (0: off).
+    #[arg(long, default_value_t = 80)]
+    ingress_http_port: u16,
+    /// HTTPS port of the built-in ingress controller on this node (0: off).
+    #[arg(long, default_value_t = 443)]
+    ingress_https_port: u16,
 }
 
 fn parse_dns_upstream(s: &str) -> Result<SocketAddr, String> {
@@ -188,6 +194,8 @@ impl NodeArgs {
         settings.registry_endpoints = self.registry_endpoints.iter().cloned().collect();
         settings.nft_table = self.nft_table.clone();
         settings.dns_upstreams = self.dns_upstreams.clone();
+        settings.ingress_http_port = self.ingress_http_port;
+        settings.ingress_https_port = self.ingress_https_port;
         Ok(settings)
     }
 }

@@ -72,6 +72,28 @@ spec:
   - {name: db, image: IMAGE, args: ["serve", "5432"], ports: [{name: db, containerPort: 5432}]}
 "#;
 
+/// The client pod as a second backend, and an Ingress routing by host and path with TLS.
+const INGRESS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: client}
+spec:
+  selector: {role: client}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop}
+spec:
+  tls: [{hosts: [shop.example.test], secretName: shop-tls}]
+  rules:
+  - host: shop.example.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {name: http}}}}
+      - {path: /hostname, pathType: Exact, backend: {service: {name: client, port: {number: 8080}}}}
+"#;
+
 /// The audit's rules: the database may not open connections to the frontend, and only the
 /// client may open connections to the database, on its named port.
 const AUDIT: &str = r#"
@@ -296,6 +318,63 @@ fn services_dns_and_node_ports_across_hosts() {
         ),
     );
     assert!(closed.is_empty());
+
+    // Ingress: by host and path, over HTTP and HTTPS (SNI), on every node's address.
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["shop.example.test".into()]).unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    nodes.cluster.ok(&[
+        "create",
+        "secret",
+        "tls",
+        "shop-tls",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    nodes.apply(INGRESS);
+    let class = nodes
+        .cluster
+        .ok(&["get", "ingressclass", "maestro", "-o", "name"]);
+    assert_eq!(class.trim(), "ingressclass.networking.k8s.io/maestro");
+    let through_ingress = |scheme: &str, host: &str, node: &str, path: &str| {
+        let port = if scheme == "https" { 443 } else { 80 };
+        let out = Command::new("curl")
+            .args(["-s", "-m", "5", "--cacert", cert.to_str().unwrap()])
+            .args(["--resolve", &format!("{host}:{port}:{node}")])
+            .args(["-o", "-", "-w", " %{http_code}"])
+            .arg(format!("{scheme}://{host}{path}"))
+            .output()
+            .unwrap();
+        // "<body> <status>", the body on one line.
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for host in &nodes.hosts.hosts {
+        let node = host.ip.to_string();
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                through_ingress("http", "shop.example.test", &node, "/hostname") == "client 200"
+            }),
+            "the Ingress did not route /hostname on {node}: {:?}",
+            through_ingress("http", "shop.example.test", &node, "/hostname")
+        );
+        let page = through_ingress("https", "shop.example.test", &node, "/");
+        let (name, code) = page.split_once(' ').unwrap_or_default();
+        assert!(
+            names.contains(name) && code == "200",
+            "https / on {node}: {page:?}"
+        );
+        assert_eq!(
+            through_ingress("http", "other.example.test", &node, "/"),
+            "default backend - 404 404"
+        );
+    }
 
     // The audit: once the policies are in, the database cannot reach the frontend (through the
     // Service or directly) but still reaches the client; only the client reaches the database.

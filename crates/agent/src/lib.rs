@@ -7,6 +7,7 @@ pub mod events;
 pub mod exec;
 pub mod host;
 pub mod image_import;
+pub mod ingress;
 pub mod join;
 pub mod logs;
 pub mod node;
@@ -94,6 +95,9 @@ pub struct PodSettings {
     pub nft_table: String,
     /// DNS servers the node's cluster DNS forwards other names to (none: refused).
     pub dns_upstreams: Vec<SocketAddr>,
+    /// Ports of the built-in ingress controller on every address of the node (0: off).
+    pub ingress_http_port: u16,
+    pub ingress_https_port: u16,
     /// Process limit of each pod.
     pub pod_pids_limit: Option<i64>,
 }
@@ -119,6 +123,8 @@ impl PodSettings {
             cluster_domain: "cluster.local".into(),
             nft_table: maestro_net::proxy::DEFAULT_TABLE.to_string(),
             dns_upstreams: Vec::new(),
+            ingress_http_port: 80,
+            ingress_https_port: 443,
             pod_pids_limit: None,
         }
     }
@@ -247,6 +253,16 @@ pub async fn run(mut config: AgentConfig) -> Result<(), AgentError> {
         let network = services::ClusterNetwork::fetch(&client).await;
         config.pods.cluster_dns = vec![IpAddr::V4(network.cluster_dns)];
         config.pods.cluster_domain = network.cluster_domain.clone();
+        if config.pods.ingress_http_port != 0 || config.pods.ingress_https_port != 0 {
+            let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+            tokio::spawn(ingress::run(
+                client.clone(),
+                ingress::IngressConfig {
+                    http: SocketAddr::new(any, config.pods.ingress_http_port),
+                    https: SocketAddr::new(any, config.pods.ingress_https_port),
+                },
+            ));
+        }
         tokio::spawn(policy::run(
             client.clone(),
             config.node_name.clone(),

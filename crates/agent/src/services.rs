@@ -234,9 +234,9 @@ pub async fn run(client: kube::Client, config: ServiceNetworkConfig) {
     }
 }
 
-type SlicesByService = HashMap<(String, String), Vec<Arc<EndpointSlice>>>;
+pub(crate) type SlicesByService = HashMap<(String, String), Vec<Arc<EndpointSlice>>>;
 
-fn slices_by_service(slices: &[Arc<EndpointSlice>]) -> SlicesByService {
+pub(crate) fn slices_by_service(slices: &[Arc<EndpointSlice>]) -> SlicesByService {
     let mut map: SlicesByService = HashMap::new();
     for slice in slices {
         if slice.address_type != "IPv4" {
@@ -263,7 +263,7 @@ fn ipv4s<'a>(texts: impl IntoIterator<Item = &'a String>) -> Vec<Ipv4Addr> {
 }
 
 /// The endpoints of the slice port matching `(name, protocol)`, without duplicates.
-fn endpoints_for(
+pub(crate) fn endpoints_for(
     slices: &[Arc<EndpointSlice>],
     port_name: &str,
     protocol: &str,

@@ -169,9 +169,10 @@ pub struct ClusterNetwork {
 /// Name of the ConfigMap in `kube-system` that publishes [`ClusterNetwork`].
 pub const CLUSTER_NETWORK_CONFIGMAP: &str = "maestro-cluster";
 
-/// Publish the network settings for the agents (`kube-system/maestro-cluster`) and create the
+/// Publish the network settings for the agents (`kube-system/maestro-cluster`), create the
 /// `kube-system/kube-dns` Service that holds the cluster DNS address (every node answers on
-/// that address itself, so the Service has no endpoints).
+/// that address itself, so the Service has no endpoints) and the default IngressClass
+/// `maestro` of the built-in ingress controller.
 pub async fn publish_cluster_network(
     registry: &Registry,
     network: &ClusterNetwork,
@@ -210,5 +211,26 @@ pub async fn publish_cluster_network(
             "type": "ClusterIP",
         }
     });
-    ensure_service(registry, "kube-system", dns).await
+    ensure_service(registry, "kube-system", dns).await?;
+    // The built-in ingress controller's class, the default one (created once: an operator may
+    // change the default afterwards).
+    let class = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": "maestro", "annotations": {
+            "ingressclass.kubernetes.io/is-default-class": "true"}},
+        "spec": {"controller": "maestro.dev/ingress"},
+    });
+    match registry
+        .create(
+            &builtin("networking.k8s.io", "v1", "ingressclasses"),
+            None,
+            class,
+            &server_writes(),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.code == 409 => Ok(()),
+        Err(err) => Err(err),
+    }
 }

@@ -61,11 +61,21 @@ impl NodeSandbox {
         .collect()
     }
 
-    /// The agent flags for this sandbox's proxy table.
+    /// The agent flags for this sandbox's proxy table; a node in the machine's own namespace
+    /// also keeps its ingress controller off (tests run side by side, port 80 is one).
     pub fn agent_network_args(&self) -> Vec<String> {
         self.nft_table
             .iter()
-            .flat_map(|t| ["--nft-table".into(), t.clone()])
+            .flat_map(|t| {
+                [
+                    "--nft-table".into(),
+                    t.clone(),
+                    "--ingress-http-port".into(),
+                    "0".into(),
+                    "--ingress-https-port".into(),
+                    "0".into(),
+                ]
+            })
             .collect()
     }
 

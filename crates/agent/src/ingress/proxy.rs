@@ -1,0 +1,379 @@
+//! The ingress data path: HTTP and HTTPS listeners (hyper, rustls with SNI from the routing
+//! table; HTTP/1.1 and HTTP/2), forwarding to a backend endpoint over pooled HTTP/1.1
+//! connections. Endpoints are taken in turn; a request without a body is retried on the next
+//! endpoint when a connection cannot be opened. WebSocket (and other) upgrades are spliced
+//! through. Every request is logged (target `maestro_agent::ingress::access`) and counted.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::net::TcpListener;
+
+use super::IngressConfig;
+use super::routes::{Certificate, RouteTable};
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// How many endpoints a request without a body tries before giving up.
+const CONNECT_ATTEMPTS: usize = 3;
+
+/// Headers that belong to one connection, not to the request (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The routing table with its certificates parsed, swapped whole.
+struct Compiled {
+    table: RouteTable,
+    keys: HashMap<String, Arc<CertifiedKey>>,
+}
+
+/// The current routes, shared by the listeners and replaced by the controller.
+#[derive(Clone)]
+pub struct SharedRoutes(Arc<RwLock<Arc<Compiled>>>);
+
+impl Default for SharedRoutes {
+    fn default() -> Self {
+        SharedRoutes(Arc::new(RwLock::new(Arc::new(Compiled {
+            table: RouteTable::default(),
+            keys: HashMap::new(),
+        }))))
+    }
+}
+
+fn certified_key(certificate: &Certificate) -> Result<CertifiedKey, String> {
+    let certs = rustls_pemfile::certs(&mut certificate.cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate: {e}"))?;
+    let key = rustls_pemfile::private_key(&mut certificate.key_pem.as_slice())
+        .map_err(|e| format!("key: {e}"))?
+        .ok_or("no private key in tls.key")?;
+    let key =
+        rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| format!("key: {e}"))?;
+    Ok(CertifiedKey::new(certs, key))
+}
+
+impl SharedRoutes {
+    /// Install a new table (certificates that do not parse are logged and left out).
+    pub fn replace(&self, table: RouteTable) {
+        let mut keys = HashMap::new();
+        for (host, certificate) in &table.certificates {
+            match certified_key(certificate) {
+                Ok(key) => {
+                    keys.insert(host.clone(), Arc::new(key));
+                }
+                Err(err) => tracing::warn!(%host, %err, "unusable TLS certificate"),
+            }
+        }
+        let compiled = Arc::new(Compiled { table, keys });
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = compiled;
+    }
+
+    fn current(&self) -> Arc<Compiled> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl std::fmt::Debug for SharedRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedRoutes")
+    }
+}
+
+impl ResolvesServerCert for SharedRoutes {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = hello.server_name()?.to_ascii_lowercase();
+        let compiled = self.current();
+        let mut candidates = vec![name.clone()];
+        if let Some((_, parent)) = name.split_once('.') {
+            candidates.push(format!("*.{parent}"));
+        }
+        candidates
+            .iter()
+            .find_map(|c| compiled.keys.get(c).cloned())
+    }
+}
+
+/// Requests served, by outcome.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub not_found: AtomicU64,
+    pub unavailable: AtomicU64,
+    pub bad_gateway: AtomicU64,
+}
+
+struct State {
+    routes: SharedRoutes,
+    client: Client<HttpConnector, Body>,
+    next: AtomicUsize,
+    counters: Counters,
+}
+
+fn full(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(text)).map_err(|e| match e {}).boxed());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
+/// The request's host, without a port.
+fn host_of(request: &Request<Incoming>) -> String {
+    let raw = request
+        .uri()
+        .host()
+        .map(str::to_string)
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    match raw.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host.to_string(),
+        _ => raw,
+    }
+}
+
+async fn handle(
+    state: Arc<State>,
+    mut request: Request<Incoming>,
+    remote: SocketAddr,
+    scheme: &'static str,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    state.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let host = host_of(&request);
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    let routes = state.routes.current();
+    let Some(backend) = routes.table.route(&host, &path) else {
+        state.counters.not_found.fetch_add(1, Ordering::Relaxed);
+        return Ok(full(StatusCode::NOT_FOUND, "default backend - 404\n"));
+    };
+    if backend.endpoints.is_empty() {
+        state.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+        return Ok(full(StatusCode::SERVICE_UNAVAILABLE, "no ready endpoint\n"));
+    }
+    let upgrade = request.headers().get(header::UPGRADE).cloned();
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+    let (mut parts, body) = request.into_parts();
+    for name in HOP_BY_HOP {
+        parts.headers.remove(name);
+    }
+    if let Some(protocol) = &upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol.clone());
+    }
+    if parts.headers.get(header::HOST).is_none()
+        && let Ok(value) = HeaderValue::from_str(&host)
+    {
+        parts.headers.insert(header::HOST, value);
+    }
+    let forwarded_for = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(earlier) => format!("{earlier}, {}", remote.ip()),
+        None => remote.ip().to_string(),
+    };
+    for (name, value) in [
+        ("x-forwarded-for", forwarded_for),
+        ("x-forwarded-proto", scheme.to_string()),
+        ("x-forwarded-host", host.clone()),
+        ("x-real-ip", remote.ip().to_string()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            parts.headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    parts.version = http::Version::HTTP_11;
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let retryable = !has_body_parts(&parts);
+    let mut body = Some(body.boxed());
+    let first = state.next.fetch_add(1, Ordering::Relaxed);
+    let attempts = if retryable {
+        CONNECT_ATTEMPTS.min(backend.endpoints.len())
+    } else {
+        1
+    };
+    let mut outcome = None;
+    for attempt in 0..attempts {
+        let endpoint = backend.endpoints[(first + attempt) % backend.endpoints.len()];
+        let Ok(uri) = format!("http://{endpoint}{path_and_query}").parse::<Uri>() else {
+            break;
+        };
+        let mut forwarded = Request::from_parts(parts.clone(), ());
+        *forwarded.uri_mut() = uri;
+        let request_body = match body.take() {
+            Some(b) if !retryable => b,
+            _ => Empty::<Bytes>::new().map_err(|e| match e {}).boxed(),
+        };
+        let (forwarded_parts, ()) = forwarded.into_parts();
+        match state
+            .client
+            .request(Request::from_parts(forwarded_parts, request_body))
+            .await
+        {
+            Ok(response) => {
+                outcome = Some((endpoint, response));
+                break;
+            }
+            Err(err) if err.is_connect() && attempt + 1 < attempts => {
+                tracing::debug!(%endpoint, %err, "ingress: endpoint refused the connection; trying the next");
+            }
+            Err(err) => {
+                tracing::warn!(%endpoint, %err, backend = %backend.name, "ingress: backend request failed");
+                break;
+            }
+        }
+    }
+    let Some((endpoint, mut response)) = outcome else {
+        state.counters.bad_gateway.fetch_add(1, Ordering::Relaxed);
+        return Ok(full(StatusCode::BAD_GATEWAY, "bad gateway\n"));
+    };
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_upgrade) = client_upgrade
+    {
+        let backend_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            if let (Ok(client), Ok(backend)) = tokio::join!(client_upgrade, backend_upgrade) {
+                let mut client = TokioIo::new(client);
+                let mut backend = TokioIo::new(backend);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+            }
+        });
+    } else {
+        for name in HOP_BY_HOP {
+            response.headers_mut().remove(name);
+        }
+    }
+    tracing::info!(
+        target: "maestro_agent::ingress::access",
+        client = %remote.ip(), %method, %host, %path, status = response.status().as_u16(),
+        backend = %backend.name, %endpoint, micros = started.elapsed().as_micros() as u64,
+    );
+    Ok(response.map(BodyExt::boxed))
+}
+
+fn has_body_parts(parts: &http::request::Parts) -> bool {
+    let length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    parts.headers.contains_key(header::TRANSFER_ENCODING) || length.is_some_and(|l| l > 0)
+}
+
+/// Bind the listeners and serve in the background.
+pub async fn serve(config: &IngressConfig, routes: SharedRoutes) -> std::io::Result<()> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(std::time::Duration::from_secs(3)));
+    let client = Client::builder(TokioExecutor::new()).build(connector);
+    let state = Arc::new(State {
+        routes: routes.clone(),
+        client,
+        next: AtomicUsize::new(0),
+        counters: Counters::default(),
+    });
+    if config.http.port() != 0 {
+        let listener = TcpListener::bind(config.http).await?;
+        tracing::info!(address = %config.http, "ingress controller listening (HTTP)");
+        tokio::spawn(accept(listener, state.clone(), None));
+    }
+    if config.https.port() != 0 {
+        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(routes));
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let listener = TcpListener::bind(config.https).await?;
+        tracing::info!(address = %config.https, "ingress controller listening (HTTPS)");
+        tokio::spawn(accept(
+            listener,
+            state,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls))),
+        ));
+    }
+    Ok(())
+}
+
+async fn accept(listener: TcpListener, state: Arc<State>, tls: Option<tokio_rustls::TlsAcceptor>) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(%err, "ingress accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let service = hyper::service::service_fn(move |request| {
+                handle(state.clone(), request, remote, scheme)
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let result = match tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => {
+                        builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .await
+                    }
+                    Err(err) => {
+                        tracing::debug!(%err, %remote, "ingress TLS handshake failed");
+                        return;
+                    }
+                },
+                None => {
+                    builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await
+                }
+            };
+            if let Err(err) = result {
+                tracing::debug!(%err, %remote, "ingress connection ended with an error");
+            }
+        });
+    }
+}
