@@ -3,7 +3,8 @@
 //! watch fan-out to 1,000 watchers, server memory) and writes the figures as markdown.
 //! `--suite pods` measures the node instead: pod start latency beside `docker run` and
 //! `podman run`, and the agent's memory (see `pods.rs`). `--suite scheduler` measures
-//! scheduling and a large Deployment on simulated nodes (see `scheduling.rs`).
+//! scheduling and a large Deployment on simulated nodes (see `scheduling.rs`). `--suite network`
+//! measures the service proxy, the ClusterIP hop and the ingress beside nginx (see `network.rs`).
 //!
 //! It starts both servers itself, each with its own temporary data directory on loopback ports,
 //! one after the other so they never compete for the CPU, and kills them by PID when done.
@@ -12,6 +13,7 @@
 mod etcd;
 mod machine;
 mod maestro;
+mod network;
 mod payload;
 mod pods;
 mod procs;
@@ -59,6 +61,21 @@ struct Cli {
     /// Scheduler suite: replicas of the large Deployment (0: skip it).
     #[arg(long, default_value_t = 10_000)]
     replicas: usize,
+    /// Network suite: Services in the proxy convergence benchmark.
+    #[arg(long, default_value_t = 1_000)]
+    net_services: usize,
+    /// Network suite: endpoints per Service.
+    #[arg(long, default_value_t = 10)]
+    net_endpoints: usize,
+    /// Network suite: round trips per path in the ClusterIP benchmark.
+    #[arg(long, default_value_t = 5_000)]
+    round_trips: usize,
+    /// Network suite: seconds of each wrk run.
+    #[arg(long, default_value_t = 10)]
+    wrk_seconds: u64,
+    /// Network suite: wrk's open connections.
+    #[arg(long, default_value_t = 64)]
+    wrk_connections: usize,
     /// The maestro binary to measure (build it with --release).
     #[arg(long, default_value = "target/release/maestro")]
     maestro: PathBuf,
@@ -106,6 +123,7 @@ enum Suite {
     Api,
     Pods,
     Scheduler,
+    Network,
 }
 
 /// What every system's run shares.
@@ -167,6 +185,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if cli.suite == Suite::Scheduler {
         return run_scheduler(&cli, &maestro_bin, started).await;
+    }
+    if cli.suite == Suite::Network {
+        return run_network(&cli, &maestro_bin, started).await;
     }
     if !cli.no_etcd {
         etcd::ensure_installed(&cli.etcd)?;
@@ -259,6 +280,30 @@ async fn run_scheduler(
         &scheduling::render(&report, &cfg),
         started,
         "target/maestro-bench-scheduler.md",
+    )
+}
+
+async fn run_network(
+    cli: &Cli,
+    maestro_bin: &std::path::Path,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let mut machine =
+        machine::Machine::probe(maestro_bin, &cli.etcd, &cli.kubectl, &std::env::temp_dir());
+    let cfg = network::NetworkConfig {
+        services: cli.net_services,
+        endpoints: cli.net_endpoints,
+        round_trips: cli.round_trips,
+        wrk_seconds: cli.wrk_seconds,
+        wrk_connections: cli.wrk_connections,
+    };
+    let report = network::run(&cfg).await?;
+    write_suite_report(
+        cli,
+        &mut machine,
+        &network::render(&report, &cfg),
+        started,
+        "target/maestro-bench-network.md",
     )
 }
 

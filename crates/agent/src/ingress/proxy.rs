@@ -230,18 +230,23 @@ async fn handle(
         1
     };
     let mut outcome = None;
+    let mut parts = Some(parts);
     for attempt in 0..attempts {
         let endpoint = backend.endpoints[(first + attempt) % backend.endpoints.len()];
         let Ok(uri) = format!("http://{endpoint}{path_and_query}").parse::<Uri>() else {
             break;
         };
-        let mut forwarded = Request::from_parts(parts.clone(), ());
-        *forwarded.uri_mut() = uri;
+        // The headers are copied only when another attempt may follow.
+        let mut forwarded_parts = if attempt + 1 == attempts {
+            parts.take().expect("taken on the last attempt only")
+        } else {
+            parts.clone().expect("kept until the last attempt")
+        };
+        forwarded_parts.uri = uri;
         let request_body = match body.take() {
             Some(b) if !retryable => b,
             _ => Empty::<Bytes>::new().map_err(|e| match e {}).boxed(),
         };
-        let (forwarded_parts, ()) = forwarded.into_parts();
         match state
             .client
             .request(Request::from_parts(forwarded_parts, request_body))
@@ -297,40 +302,107 @@ fn has_body_parts(parts: &http::request::Parts) -> bool {
     parts.headers.contains_key(header::TRANSFER_ENCODING) || length.is_some_and(|l| l > 0)
 }
 
-/// Bind the listeners and serve in the background.
+/// Worker threads of the data path: each runs its own event loop with its own connection pool
+/// and its own listening sockets (SO_REUSEPORT: the kernel spreads new connections), as
+/// nginx's workers do, so a request never changes threads on its way through.
+pub fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+}
+
+fn reuseport_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
+}
+
+fn tls_acceptor(routes: &SharedRoutes) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(std::io::Error::other)?
+    .with_no_client_auth()
+    .with_cert_resolver(Arc::new(routes.clone()));
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))
+}
+
+/// Start the worker threads; returns once every worker listens (or the first error, such as
+/// the port being taken).
 pub async fn serve(config: &IngressConfig, routes: SharedRoutes) -> std::io::Result<()> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(std::time::Duration::from_secs(3)));
-    let client = Client::builder(TokioExecutor::new()).build(connector);
-    let state = Arc::new(State {
-        routes: routes.clone(),
-        client,
-        next: AtomicUsize::new(0),
-        counters: Counters::default(),
-    });
-    if config.http.port() != 0 {
-        let listener = TcpListener::bind(config.http).await?;
-        tracing::info!(address = %config.http, "ingress controller listening (HTTP)");
-        tokio::spawn(accept(listener, state.clone(), None));
+    let tls = if config.https.port() != 0 {
+        Some(tls_acceptor(&routes)?)
+    } else {
+        None
+    };
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
+    let count = workers();
+    for index in 0..count {
+        let (config, routes, tls, ready) =
+            (config.clone(), routes.clone(), tls.clone(), ready_tx.clone());
+        std::thread::Builder::new()
+            .name(format!("ingress-{index}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        let _ = ready.send(Err(err));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let mut connector = HttpConnector::new();
+                    connector.set_nodelay(true);
+                    connector.set_connect_timeout(Some(std::time::Duration::from_secs(3)));
+                    let state = Arc::new(State {
+                        routes,
+                        client: Client::builder(TokioExecutor::new()).build(connector),
+                        next: AtomicUsize::new(index),
+                        counters: Counters::default(),
+                    });
+                    let mut tasks = Vec::new();
+                    for (address, tls) in [(config.http, None), (config.https, tls)] {
+                        if address.port() == 0 {
+                            continue;
+                        }
+                        match reuseport_listener(address) {
+                            Ok(listener) => {
+                                tasks.push(tokio::spawn(accept(listener, state.clone(), tls)))
+                            }
+                            Err(err) => {
+                                let _ = ready.send(Err(err));
+                                return;
+                            }
+                        }
+                    }
+                    let _ = ready.send(Ok(()));
+                    drop(ready);
+                    for task in tasks {
+                        let _ = task.await;
+                    }
+                });
+            })?;
     }
-    if config.https.port() != 0 {
-        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(std::io::Error::other)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(routes));
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let listener = TcpListener::bind(config.https).await?;
-        tracing::info!(address = %config.https, "ingress controller listening (HTTPS)");
-        tokio::spawn(accept(
-            listener,
-            state,
-            Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls))),
-        ));
+    drop(ready_tx);
+    for _ in 0..count {
+        match ready_rx.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(err)) => return Err(err),
+            None => return Err(std::io::Error::other("an ingress worker did not start")),
+        }
     }
+    tracing::info!(http = %config.http, https = %config.https, workers = count, "ingress controller listening");
     Ok(())
 }
 
