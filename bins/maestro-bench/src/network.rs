@@ -140,7 +140,12 @@ fn services(n: usize, m: usize, generation: u8) -> Vec<Service> {
                 node_port: None,
                 endpoints: (0..m)
                     .map(|j| Endpoint {
-                        ip: Ipv4Addr::new(10, 99, (j + generation as usize) as u8, (i % 250) as u8 + 2),
+                        ip: Ipv4Addr::new(
+                            10,
+                            99,
+                            (j + generation as usize) as u8,
+                            (i % 250) as u8 + 2,
+                        ),
                         port: 8080 + (i / 250) as u16,
                         ready: true,
                         serving: true,
@@ -173,7 +178,10 @@ fn convergence(cfg: &NetworkConfig, report: &mut NetworkReport) -> anyhow::Resul
             let endpoint = &mut service.ports[0].endpoints[0];
             endpoint.ip = Ipv4Addr::new(10, 99, 200, (round % 250) as u8 + 1);
             let done = proxy.sync(&state)?;
-            ensure!(!done.full && !done.unchanged, "expected an incremental change");
+            ensure!(
+                !done.full && !done.unchanged,
+                "expected an incremental change"
+            );
             report.one_service.push(done.elapsed);
             report.one_service_lines = done.lines;
         }
@@ -216,7 +224,10 @@ fn build_node() -> anyhow::Result<Node> {
     ip(&["-n", &node, "addr", "add", "10.99.0.1/24", "dev", "br0"])?;
     ip(&["-n", &node, "link", "set", "br0", "up"])?;
     ip(&["-n", &node, "link", "set", "lo", "up"])?;
-    for (ns, address, veth) in [(&client, "10.99.0.2/24", "vc"), (&server, "10.99.0.3/24", "vs")] {
+    for (ns, address, veth) in [
+        (&client, "10.99.0.2/24", "vc"),
+        (&server, "10.99.0.3/24", "vs"),
+    ] {
         ip(&[
             "-n", &node, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns,
         ])?;
@@ -351,12 +362,16 @@ fn cluster_ip_hop(cfg: &NetworkConfig, report: &mut NetworkReport) -> anyhow::Re
         round_trips(direct, 100, false)?;
         round_trips(virtual_ip, 100, false)?;
         for _ in 0..5 {
-            report.direct_connect.extend(round_trips(direct, n / 5, false)?);
+            report
+                .direct_connect
+                .extend(round_trips(direct, n / 5, false)?);
             report
                 .cluster_ip_connect
                 .extend(round_trips(virtual_ip, n / 5, false)?);
             report.direct_kept.extend(round_trips(direct, n / 5, true)?);
-            report.cluster_ip_kept.extend(round_trips(virtual_ip, n / 5, true)?);
+            report
+                .cluster_ip_kept
+                .extend(round_trips(virtual_ip, n / 5, true)?);
         }
         Ok(())
     })??;
@@ -617,7 +632,12 @@ pub fn render(report: &NetworkReport, cfg: &NetworkConfig) -> String {
     let all: Vec<String> = report
         .http
         .iter()
-        .map(|r| format!("{} {:.0}/s p99 {:.2} ms", r.target, r.requests_per_second, r.p99_ms))
+        .map(|r| {
+            format!(
+                "{} {:.0}/s p99 {:.2} ms",
+                r.target, r.requests_per_second, r.p99_ms
+            )
+        })
         .collect();
     out.push_str(&format!("\nEvery run: {}.\n", all.join("; ")));
     out

@@ -47,6 +47,14 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: web-pods}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Service
 metadata: {name: web-np}
 spec:
   type: NodePort

@@ -395,6 +395,45 @@ impl Registry {
         Ok(())
     }
 
+    /// DefaultIngressClass admission: an Ingress created without a class (field or the old
+    /// annotation) gets the default IngressClass, when exactly one is marked default.
+    fn admit_default_ingress_class(&self, res: &Resource, ingress: &mut Value) {
+        if res.custom.is_some()
+            || res.info.kind != "Ingress"
+            || res.info.group != "networking.k8s.io"
+        {
+            return;
+        }
+        let named = ingress
+            .pointer("/spec/ingressClassName")
+            .is_some_and(|n| !n.is_null());
+        let annotated = ingress
+            .pointer("/metadata/annotations/kubernetes.io~1ingress.class")
+            .is_some();
+        if named || annotated {
+            return;
+        }
+        let classes =
+            resources::find_builtin("networking.k8s.io", "v1", "ingressclasses").expect("built in");
+        let (all, _) = self.cache.list(&classes.storage_prefix());
+        let defaults: Vec<Value> = all
+            .iter()
+            .map(|c| c.value())
+            .filter(|c| {
+                c.pointer("/metadata/annotations/ingressclass.kubernetes.io~1is-default-class")
+                    == Some(&json!("true"))
+            })
+            .collect();
+        if let [only] = defaults.as_slice()
+            && let Some(spec) = ingress
+                .as_object_mut()
+                .map(|o| o.entry("spec").or_insert_with(|| json!({})))
+            && let Some(spec) = spec.as_object_mut()
+        {
+            spec.insert("ingressClassName".into(), only["metadata"]["name"].clone());
+        }
+    }
+
     pub fn service_cidr(&self) -> Cidr {
         self.service_cidr
     }
@@ -1276,6 +1315,7 @@ impl Registry {
                 .await?;
             self.admit_default_tolerations(res, &mut obj);
             self.admit_priority(res, &name, &mut obj)?;
+            self.admit_default_ingress_class(res, &mut obj);
             if res.custom.is_none()
                 && res.info.kind == "Pod"
                 && res.info.group.is_empty()

@@ -58,13 +58,15 @@ fn resolve_ports(service: &Value, pod: &Value) -> Option<Vec<ResolvedPort>> {
     Some(resolved)
 }
 
-/// One endpoint of a pod.
-fn endpoint(pod: &Value) -> Option<Value> {
+/// One endpoint of a pod for `service`: ready when the pod is ready (or the Service publishes
+/// unready addresses) and not being deleted; named by the pod's hostname when the pod's
+/// subdomain is the Service (how StatefulSet pods get DNS names), as Kubernetes does.
+fn endpoint(pod: &Value, service: &Value) -> Option<Value> {
     let ip = pod["status"]["podIP"]
         .as_str()
         .filter(|ip| !ip.is_empty())?;
     let terminating = deleting(pod);
-    let ready = ready_since(pod).is_some();
+    let ready = ready_since(pod).is_some() || service["spec"]["publishNotReadyAddresses"] == true;
     let mut endpoint = json!({
         "addresses": [ip],
         "conditions": {"ready": ready && !terminating, "serving": ready, "terminating": terminating},
@@ -74,7 +76,9 @@ fn endpoint(pod: &Value) -> Option<Value> {
     if let Some(node) = pod["spec"]["nodeName"].as_str() {
         endpoint["nodeName"] = json!(node);
     }
-    if let Some(hostname) = pod["spec"]["hostname"].as_str() {
+    if let Some(hostname) = pod["spec"]["hostname"].as_str()
+        && pod["spec"]["subdomain"] == service["metadata"]["name"]
+    {
         endpoint["hostname"] = json!(hostname);
     }
     Some(endpoint)
@@ -90,7 +94,8 @@ fn desired(service: &Value, pods: &[Value]) -> BTreeMap<Vec<ResolvedPort>, Vec<V
         ) {
             continue;
         }
-        let (Some(ports), Some(endpoint)) = (resolve_ports(service, pod), endpoint(pod)) else {
+        let (Some(ports), Some(endpoint)) = (resolve_ports(service, pod), endpoint(pod, service))
+        else {
             continue;
         };
         groups.entry(ports).or_default().push(endpoint);
@@ -489,5 +494,29 @@ mod tests {
         assert_eq!(first["addresses"][0]["ip"], "10.0.0.1");
         assert_eq!(first["notReadyAddresses"][0]["ip"], "10.0.0.2");
         assert_eq!(first["addresses"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn hostnames_for_the_subdomain_service_and_published_unready_pods() {
+        let service = json!({"metadata": {"name": "db"},
+            "spec": {"publishNotReadyAddresses": true, "ports": [{"port": 5432}]}});
+        let mut named = pod("db-0", "10.0.0.1", false, false, "pg", 5432);
+        named["spec"]["hostname"] = json!("db-0");
+        named["spec"]["subdomain"] = json!("db");
+        let mut elsewhere = pod("x-0", "10.0.0.2", true, false, "pg", 5432);
+        elsewhere["spec"]["hostname"] = json!("x-0");
+        elsewhere["spec"]["subdomain"] = json!("other");
+        let db = endpoint(&named, &service).unwrap();
+        assert_eq!(db["hostname"], "db-0");
+        assert_eq!(
+            db["conditions"]["ready"], true,
+            "published although not ready"
+        );
+        assert!(
+            endpoint(&elsewhere, &service)
+                .unwrap()
+                .get("hostname")
+                .is_none()
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! Shape: `forward` lets established and related traffic through, then sends new traffic from
 //! an egress-isolated pod through `egress-<pod>` and to an ingress-isolated pod through
 //! `ingress-<pod>` (verdict maps keyed by pod address). Each such chain `return`s for traffic one
-//! of the pod's policies allows and rejects the rest, so a connection must pass both the
+//! of the pod's policies allows and rejects the rest (ICMP admin-prohibited), so a connection must pass both the
 //! sender's egress and the receiver's ingress rules, as NetworkPolicy requires. Traffic between a
 //! pod and its own node (probes, node-local DNS) does not cross the forward hook and is always
 //! allowed, as Kubernetes requires for probes.
@@ -144,8 +144,9 @@ fn direction_rules(allows: &[Allow], field: &str) -> Vec<String> {
             }
         }
     }
-    // Rejected rather than dropped: the client learns at once instead of timing out.
-    rules.push("meta l4proto tcp reject with tcp reset".into());
+    // Rejected rather than dropped, so that the client learns at once instead of timing out,
+    // and with an ICMP error rather than a TCP reset: the error is translated back through a
+    // Service's DNAT (a reset would come from the pod's address, which the client ignores).
     rules.push("reject with icmp type admin-prohibited".into());
     rules
 }
@@ -249,10 +250,7 @@ mod tests {
         );
         assert_eq!(
             r.chains["ingress-shop/db-0"].rules[1..],
-            [
-                "meta l4proto tcp reject with tcp reset",
-                "reject with icmp type admin-prohibited"
-            ]
+            ["reject with icmp type admin-prohibited"]
         );
         assert_eq!(r.chains["ingress-shop/web"].rules[0], "return");
         assert_eq!(
@@ -261,7 +259,7 @@ mod tests {
              ip daddr . th dport { 10.42.1.5 . 8080 } return",
             "a peer matching no pod adds nothing"
         );
-        assert_eq!(r.chains["egress-shop/web"].rules.len(), 3);
+        assert_eq!(r.chains["egress-shop/web"].rules.len(), 2);
         assert_eq!(
             r.maps["ingress-pods"].elements["10.42.1.9"],
             "jump ingress-shop/db-0"

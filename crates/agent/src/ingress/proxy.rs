@@ -346,8 +346,12 @@ pub async fn serve(config: &IngressConfig, routes: SharedRoutes) -> std::io::Res
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
     let count = workers();
     for index in 0..count {
-        let (config, routes, tls, ready) =
-            (config.clone(), routes.clone(), tls.clone(), ready_tx.clone());
+        let (config, routes, tls, ready) = (
+            config.clone(),
+            routes.clone(),
+            tls.clone(),
+            ready_tx.clone(),
+        );
         std::thread::Builder::new()
             .name(format!("ingress-{index}"))
             .spawn(move || {
@@ -447,5 +451,134 @@ async fn accept(listener: TcpListener, state: Arc<State>, tls: Option<tokio_rust
                 tracing::debug!(%err, %remote, "ingress connection ended with an error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::ingress::routes::{Backend, PathRule, PathType};
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// A backend that answers plain requests with "plain" and upgrades to an echo.
+    async fn backend() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if stream.read_exact(&mut byte).await.is_err() {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                    if head.contains("upgrade: echo") {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+                            .await;
+                        let (mut reader, mut writer) = stream.split();
+                        let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                    } else {
+                        let forwarded = head.contains("x-forwarded-for: 127.0.0.1");
+                        let body = if forwarded { "plain" } else { "unforwarded" };
+                        let _ = stream
+                            .write_all(
+                                format!(
+                                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                                    body.len()
+                                )
+                                .as_bytes(),
+                            )
+                            .await;
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    async fn request(port: u16, text: &str) -> (TcpStream, String) {
+        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap();
+        stream.write_all(text.as_bytes()).await.unwrap();
+        let mut buffer = vec![0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        (stream, String::from_utf8_lossy(&buffer[..n]).to_string())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn routes_retries_and_upgrades() {
+        let live = backend().await;
+        let dead: SocketAddr = (Ipv4Addr::LOCALHOST, free_port()).into();
+        let mut table = RouteTable::default();
+        let rule = |path: &str, endpoints: Vec<SocketAddr>| PathRule {
+            path: path.into(),
+            path_type: PathType::Prefix,
+            backend: Backend {
+                name: path.into(),
+                endpoints,
+            },
+        };
+        // Every request meets the refusing endpoint first or second: retries must hide it.
+        table.add("app.test", rule("/", vec![dead, live]));
+        table.add("app.test", rule("/empty", vec![]));
+        let routes = SharedRoutes::default();
+        routes.replace(table);
+        let port = free_port();
+        let config = IngressConfig {
+            http: (Ipv4Addr::LOCALHOST, port).into(),
+            https: (Ipv4Addr::LOCALHOST, 0).into(),
+        };
+        serve(&config, routes).await.unwrap();
+
+        for _ in 0..4 {
+            let (_, answer) = request(port, "GET / HTTP/1.1\r\nhost: app.test\r\n\r\n").await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            assert!(answer.ends_with("plain"), "forwarded headers: {answer}");
+        }
+        let (_, answer) = request(port, "GET / HTTP/1.1\r\nhost: other.test\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+        let (_, answer) = request(port, "GET /empty HTTP/1.1\r\nhost: app.test\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+
+        let (mut stream, answer) = request(
+            port,
+            "GET /ws HTTP/1.1\r\nhost: app.test\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+        stream.write_all(b"ping").await.unwrap();
+        let mut echoed = [0u8; 4];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            stream.read_exact(&mut echoed),
+        )
+        .await
+        .expect("the echo within 5 s")
+        .unwrap();
+        assert_eq!(&echoed, b"ping");
     }
 }
