@@ -248,6 +248,11 @@ struct ServerArgs {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// Addresses for Services of type LoadBalancer (`a.b.c.d/len` or `a.b.c.d-e.f.g.h`), on a
+    /// network the nodes are on: one node answers for each. Without a pool such Services stay
+    /// pending, as on Kubernetes without a cloud.
+    #[arg(long)]
+    load_balancer_pool: Option<String>,
     /// Seconds between the bookmarks sent to watches that allow them.
     #[arg(long, default_value_t = 60.0)]
     watch_bookmark_interval_seconds: f64,
@@ -345,6 +350,12 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
                 args.data_dir.display()
             )
         })?;
+    let load_balancer_pool: Option<maestro_controllers::load_balancer::Pool> = args
+        .load_balancer_pool
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: String| anyhow::anyhow!("--load-balancer-pool: {e}"))?;
     let cluster_dns = args.cluster_dns.unwrap_or(service_cidr.nth(10));
     anyhow::ensure!(
         service_cidr.contains(cluster_dns),
@@ -355,6 +366,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         service_cidr: args.service_cidr.clone(),
         cluster_dns,
         cluster_domain: args.cluster_domain.clone(),
+        load_balancer_pool: load_balancer_pool.map(|p| p.to_string()),
     };
     maestro_apiserver::bootstrap::publish_cluster_network(&server.state.registry, &network)
         .await
@@ -377,6 +389,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         scheduler_profiles,
+        load_balancer_pool,
     );
     if args.no_agent {
         tracing::info!("running without a node agent (--no-agent)");

@@ -316,6 +316,49 @@ fn services_dns_and_node_ports_across_hosts() {
         let outside = curl(None, &url);
         assert!(names.contains(&outside), "{url} from outside: {outside:?}");
     }
+    // LoadBalancer: an address from the pool, answered by one node, reached from outside.
+    nodes.cluster.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--name",
+        "web-lb",
+        "--type",
+        "LoadBalancer",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ]);
+    let lb_ip = || {
+        nodes.cluster.ok(&[
+            "get",
+            "svc",
+            "web-lb",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}",
+        ])
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || !lb_ip().trim().is_empty()),
+        "no LoadBalancer address:\n{}",
+        nodes.cluster.ok(&["get", "svc", "web-lb", "-o", "yaml"])
+    );
+    let lb = lb_ip().trim().to_string();
+    assert!(lb.ends_with(".200"), "the pool's first address: {lb}");
+    let via_lb = format!("http://{lb}/");
+    assert!(
+        eventually(Duration::from_secs(10), || names
+            .contains(&curl(None, &via_lb))),
+        "{via_lb} from outside: {:?}",
+        curl(None, &via_lb)
+    );
+    nodes.cluster.ok(&["delete", "svc", "web-lb"]);
+    assert!(
+        eventually(Duration::from_secs(10), || curl(None, &via_lb).is_empty()),
+        "{via_lb} still answers after the Service went"
+    );
+
     // A node port nobody holds is refused, not forwarded.
     let closed = curl(
         Some(&nodes.hosts.hosts[0].netns),
@@ -445,5 +488,70 @@ fn services_dns_and_node_ports_across_hosts() {
             &frontend_url
         )),
         "the database is still cut off after the policy went"
+    );
+}
+
+/// Two nodes on different subnets, routed to each other but sharing no link: their pods reach
+/// each other, directly and through a Service, over the VXLAN overlay.
+#[test]
+fn pods_on_nodes_without_a_shared_link_talk_over_the_overlay() {
+    let nodes = HostCluster::start_split(env!("CARGO_BIN_EXE_maestro"), 2, &[], true);
+    nodes.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: far, labels: {app: far}}
+spec:
+  terminationGracePeriodSeconds: 1
+  nodeSelector: {kubernetes.io/hostname: node-2}
+  containers: [{name: far, image: IMAGE, args: ["serve", "8080"]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: far}
+spec:
+  selector: {app: far}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  terminationGracePeriodSeconds: 1
+  nodeSelector: {kubernetes.io/hostname: node-1}
+  containers: [{name: client, image: IMAGE, args: ["sleep", "forever"]}]
+"#,
+    );
+    let waited = nodes.cluster.run(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/far",
+        "pod/client",
+        "--timeout=60s",
+    ]);
+    assert!(
+        waited.status.success(),
+        "pods not Ready:\n{}\n{}\n--- node-2 agent ---\n{}",
+        nodes.debug(),
+        nodes.cluster.ok(&["describe", "pods"]),
+        maestro_e2e::tail(&nodes.hosts.hosts[1].log(), 40)
+    );
+    let far_ip = nodes
+        .cluster
+        .ok(&["get", "pod", "far", "-o", "jsonpath={.status.podIP}"]);
+    assert_eq!(
+        hits(&nodes, &format!("http://{far_ip}:8080/"), 1),
+        ["far"],
+        "pod to pod across the overlay"
+    );
+    assert_eq!(hits(&nodes, "http://far/", 3), ["far", "far", "far"]);
+    // The route on node-1 goes through the tunnel, not the gateway between the subnets.
+    let host = &nodes.hosts.hosts[0];
+    let routes = maestro_e2e::run(Command::new("ip").args(["-n", &host.netns, "route"])).unwrap();
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.contains("dev maestro.vxlan") && l.contains("proto 77")),
+        "{routes}"
     );
 }

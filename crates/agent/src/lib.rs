@@ -276,6 +276,10 @@ pub async fn run(mut config: AgentConfig) -> Result<(), AgentError> {
                 bridge: config.pods.bridge.clone(),
                 table: config.pods.nft_table.clone(),
                 dns_upstreams: config.pods.dns_upstreams.clone(),
+                node_ip: match config.node_ip.or_else(host::primary_ip) {
+                    Some(IpAddr::V4(ip)) => Some(ip),
+                    _ => None,
+                },
             },
         ));
         let ctx = node_context(&client, &config)?;

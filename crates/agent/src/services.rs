@@ -17,7 +17,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use maestro_net::dns::{self, DnsEndpoint, DnsService, ServiceKind, SharedZone, Zone};
 use maestro_net::pod_network::Ipv4Cidr;
 use maestro_net::proxy::{self, Proxy, ProxyConfig};
-use maestro_net::routes::{self, Peer};
+use maestro_net::routes::{self, Overlay, Peer};
 use tokio::sync::Notify;
 
 /// The ConfigMap in `kube-system` where the server publishes the cluster's network settings.
@@ -39,6 +39,8 @@ pub struct ClusterNetwork {
     pub service_cidr: Ipv4Cidr,
     pub cluster_dns: Ipv4Addr,
     pub cluster_domain: String,
+    /// The LoadBalancer address pool (first, last), if the server has one.
+    pub load_balancer_pool: Option<(Ipv4Addr, Ipv4Addr)>,
 }
 
 fn parse_cidr(text: &str) -> Option<Ipv4Cidr> {
@@ -57,6 +59,10 @@ impl ClusterNetwork {
                 .get("clusterDomain")
                 .cloned()
                 .unwrap_or_else(|| "cluster.local".into()),
+            load_balancer_pool: data.get("loadBalancerPool").and_then(|pool| {
+                let (first, last) = pool.split_once('-')?;
+                Some((first.parse().ok()?, last.parse().ok()?))
+            }),
         })
     }
 
@@ -91,6 +97,8 @@ pub struct ServiceNetworkConfig {
     pub table: String,
     /// DNS servers for names outside the cluster (none: such queries are refused).
     pub dns_upstreams: Vec<SocketAddr>,
+    /// This node's address: LoadBalancer addresses go on the interface that carries it.
+    pub node_ip: Option<Ipv4Addr>,
 }
 
 /// Watch one kind into a store, waking `changed` on every event.
@@ -168,7 +176,8 @@ pub async fn run(client: kube::Client, config: ServiceNetworkConfig) {
             return;
         }
     }
-    let mut last_peers: Option<Vec<Peer>> = None;
+    let mut last_peers: Option<(Vec<Peer>, Option<Overlay>)> = None;
+    let mut last_announced: Option<Vec<Ipv4Addr>> = None;
     let mut last_full = Instant::now();
     loop {
         let services = services.state();
@@ -208,10 +217,14 @@ pub async fn run(client: kube::Client, config: ServiceNetworkConfig) {
             &network.cluster_domain,
             &dns_services(&services, &by_service),
         ));
-        let peers = peers(&nodes.state(), &config.node_name);
-        if last_peers.as_ref() != Some(&peers) {
-            let wanted = peers.clone();
-            match tokio::task::spawn_blocking(move || routes::sync(&wanted)).await {
+        let node_list = nodes.state();
+        let peers = peers(&node_list, &config.node_name);
+        let overlay = overlay(&node_list, &config.node_name, config.node_ip);
+        let current = (peers, overlay);
+        if last_peers.as_ref() != Some(&current) {
+            let (wanted, overlay) = current.clone();
+            match tokio::task::spawn_blocking(move || routes::sync(&wanted, overlay.as_ref())).await
+            {
                 Ok(Ok(outcome)) => {
                     for peer in &outcome.unreachable {
                         tracing::warn!(cidr = %peer.pod_cidr, address = %peer.address, "no shared link to this node: its pods are unreachable from here");
@@ -219,10 +232,30 @@ pub async fn run(client: kube::Client, config: ServiceNetworkConfig) {
                     if !outcome.added.is_empty() || !outcome.removed.is_empty() {
                         tracing::info!(added = ?outcome.added, removed = ?outcome.removed, "routes to other nodes updated");
                     }
-                    last_peers = Some(peers);
+                    last_peers = Some(current);
                 }
                 Ok(Err(err)) => tracing::error!(%err, "updating routes to other nodes failed"),
                 Err(err) => tracing::error!(%err, "route task failed"),
+            }
+        }
+        if let (Some(pool), Some(node_ip)) = (network.load_balancer_pool, config.node_ip) {
+            let mine = announced_here(&services, &nodes.state(), &config.node_name, pool);
+            if last_announced.as_ref() != Some(&mine) {
+                let wanted = mine.clone();
+                match tokio::task::spawn_blocking(move || routes::announce(node_ip, pool, &wanted))
+                    .await
+                {
+                    Ok(Ok(changes)) => {
+                        if !changes.is_empty() {
+                            tracing::info!(?changes, "LoadBalancer addresses on this node updated");
+                        }
+                        last_announced = Some(mine);
+                    }
+                    Ok(Err(err)) => {
+                        tracing::error!(%err, "announcing LoadBalancer addresses failed")
+                    }
+                    Err(err) => tracing::error!(%err, "announce task failed"),
+                }
             }
         }
         if failed || last_peers.is_none() {
@@ -444,6 +477,53 @@ pub fn dns_services(services: &[Arc<Service>], slices: &SlicesByService) -> Vec<
         });
     }
     out
+}
+
+/// The pool addresses Services hold that this node answers for: each goes to one of the Ready
+/// nodes, the same one on every node (the address modulo their number, in name order).
+fn announced_here(
+    services: &[Arc<Service>],
+    nodes: &[Arc<Node>],
+    own: &str,
+    (first, last): (Ipv4Addr, Ipv4Addr),
+) -> Vec<Ipv4Addr> {
+    let mut ready: Vec<&str> = nodes
+        .iter()
+        .filter(|n| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .filter_map(|n| n.metadata.name.as_deref())
+        .collect();
+    ready.sort();
+    if ready.is_empty() {
+        return vec![];
+    }
+    let mut mine: Vec<Ipv4Addr> = services
+        .iter()
+        .filter_map(|s| s.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref())
+        .flatten()
+        .filter_map(|i| i.ip.as_deref()?.parse::<Ipv4Addr>().ok())
+        .filter(|ip| first <= *ip && *ip <= last)
+        .filter(|ip| ready[u32::from(*ip) as usize % ready.len()] == own)
+        .collect();
+    mine.sort();
+    mine.dedup();
+    mine
+}
+
+/// This node's end of the overlay: its address and pod CIDR (none until it has both).
+fn overlay(nodes: &[Arc<Node>], own: &str, node_ip: Option<Ipv4Addr>) -> Option<Overlay> {
+    let node = nodes
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(own))?;
+    let pod_cidr = parse_cidr(node.spec.as_ref()?.pod_cidr.as_deref()?)?;
+    Some(Overlay {
+        node_ip: node_ip?,
+        pod_cidr,
+    })
 }
 
 /// The other nodes' pod networks.

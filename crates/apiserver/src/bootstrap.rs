@@ -164,6 +164,8 @@ pub struct ClusterNetwork {
     pub service_cidr: String,
     pub cluster_dns: std::net::Ipv4Addr,
     pub cluster_domain: String,
+    /// The LoadBalancer address pool as `first-last`, if any.
+    pub load_balancer_pool: Option<String>,
 }
 
 /// Name of the ConfigMap in `kube-system` that publishes [`ClusterNetwork`].
@@ -185,6 +187,7 @@ pub async fn publish_cluster_network(
             "serviceCIDR": network.service_cidr,
             "clusterDNS": network.cluster_dns.to_string(),
             "clusterDomain": network.cluster_domain,
+            "loadBalancerPool": network.load_balancer_pool.clone().unwrap_or_default(),
         }
     });
     create_or_refresh(

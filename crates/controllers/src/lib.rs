@@ -19,6 +19,7 @@ pub mod events;
 mod garbage_collector;
 mod job;
 pub mod leader;
+pub mod load_balancer;
 mod namespaces;
 pub mod node_ipam;
 pub mod node_lifecycle;
@@ -47,6 +48,7 @@ pub fn start(
     ipam: node_ipam::NodeIpam,
     lifecycle: node_lifecycle::NodeLifecycleConfig,
     scheduler_profiles: Option<Vec<scheduler::framework::Profile>>,
+    load_balancer_pool: Option<load_balancer::Pool>,
 ) {
     let ca_pem = credentials.ca_cert_pem.clone();
     tokio::spawn(leader::run_while_leader(
@@ -70,6 +72,10 @@ pub fn start(
                 tokio::spawn(disruption::run(registry.clone())),
             ]
             .into_iter()
+            .chain(
+                load_balancer_pool
+                    .map(|pool| tokio::spawn(load_balancer::run(registry.clone(), pool))),
+            )
             .chain(
                 scheduler_profiles
                     .clone()

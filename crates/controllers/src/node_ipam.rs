@@ -89,15 +89,13 @@ impl Reconciler for Assigner {
             return vec![];
         }
         let cidr = stored_pod_cidr(&event.object);
-        if let Some(held) = self.held.as_mut() {
-            match &cidr {
-                Some(block) => {
-                    held.insert(event.object.name.clone(), block.clone());
-                }
-                None => {
-                    held.remove(&event.object.name);
-                }
-            }
+        // A block is released only when its node goes: an event without a CIDR may be an
+        // older version of a node this controller has just given one (a status write that
+        // raced the assignment), and forgetting the block then would hand it out twice.
+        if let Some(held) = self.held.as_mut()
+            && let Some(block) = &cidr
+        {
+            held.insert(event.object.name.clone(), block.clone());
         }
         if cidr.is_some() || self.starved.contains(&event.object.name) {
             return vec![];
@@ -134,7 +132,17 @@ impl Reconciler for Assigner {
                     .collect()
             });
             // A block reserved by a failed attempt for this node is free again.
-            held.remove(&stored.name);
+            // A block given earlier whose write this cache has not seen yet is written again
+            // (the write only fills an empty podCIDR), never replaced by a second one.
+            if let Some(block) = held.get(&stored.name).cloned() {
+                return writes::edit(registry, &nodes(), None, &stored.name, None, |node| {
+                    if pod_cidr(node).is_none() {
+                        node["spec"]["podCIDR"] = json!(block);
+                        node["spec"]["podCIDRs"] = json!([block]);
+                    }
+                })
+                .await;
+            }
             let used: BTreeSet<String> = held.values().cloned().collect();
             let Some(block) = self.ipam.next_free(&used) else {
                 tracing::warn!(

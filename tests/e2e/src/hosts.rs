@@ -66,11 +66,14 @@ pub struct AgentSetup {
     pub insecure_registries: Vec<String>,
 }
 
-/// A set of hosts on one bridge.
+/// A set of hosts on one bridge, or on two (even-numbered hosts on the second, its own
+/// subnet, routed through the root namespace: no link shared with the odd-numbered ones).
 #[derive(Debug)]
 pub struct Hosts {
     pub bridge: String,
     pub gateway: Ipv4Addr,
+    /// The second bridge and its gateway, when the hosts are split.
+    pub second: Option<(String, Ipv4Addr)>,
     pub hosts: Vec<Host>,
 }
 
@@ -82,20 +85,58 @@ impl Hosts {
     /// Create `count` hosts named `node-1`.. below `dir`; `tag` (a port number of the test)
     /// keeps interface, namespace and cgroup names apart from other tests'.
     pub fn create(dir: &Path, tag: u16, count: usize) -> Result<Hosts> {
+        Self::create_split(dir, tag, count, false)
+    }
+
+    /// [`Hosts::create`]; with `split`, the even-numbered hosts go on a second bridge and
+    /// subnet (10.250.x.0/24), reaching the others only through the root namespace, which
+    /// routes between the two bridges (IP forwarding on, as a node agent also sets it).
+    pub fn create_split(dir: &Path, tag: u16, count: usize, split: bool) -> Result<Hosts> {
         let bridge = format!("mh{tag}");
-        let gateway = Ipv4Addr::new(10, 251, (tag % 250) as u8, 1);
+        let n = (tag % 250) as u8;
+        let gateway = Ipv4Addr::new(10, 251, n, 1);
         let mut hosts = Hosts {
             bridge: bridge.clone(),
             gateway,
+            second: None,
             hosts: Vec::new(),
         };
         // From here on, Drop removes whatever was made.
         ip(&["link", "add", &bridge, "type", "bridge"])?;
         ip(&["addr", "add", &format!("{gateway}/24"), "dev", &bridge])?;
         ip(&["link", "set", &bridge, "up"])?;
+        if split {
+            let second = format!("mg{tag}");
+            let second_gateway = Ipv4Addr::new(10, 250, n, 1);
+            hosts.second = Some((second.clone(), second_gateway));
+            ip(&["link", "add", &second, "type", "bridge"])?;
+            ip(&[
+                "addr",
+                "add",
+                &format!("{second_gateway}/24"),
+                "dev",
+                &second,
+            ])?;
+            ip(&["link", "set", &second, "up"])?;
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
+        }
         for i in 1..=count {
             let netns = format!("mh{tag}-{i}");
-            let host_ip = Ipv4Addr::new(10, 251, (tag % 250) as u8, 10 + i as u8);
+            let on_second = split && i % 2 == 0;
+            let (host_ip, host_bridge, host_gateway, other_subnet) = match &hosts.second {
+                Some((second, second_gateway)) if on_second => (
+                    Ipv4Addr::new(10, 250, n, 10 + i as u8),
+                    second.clone(),
+                    *second_gateway,
+                    format!("10.251.{n}.0/24"),
+                ),
+                _ => (
+                    Ipv4Addr::new(10, 251, n, 10 + i as u8),
+                    bridge.clone(),
+                    gateway,
+                    format!("10.250.{n}.0/24"),
+                ),
+            };
             let outer = format!("mh{tag}v{i}");
             let dir = dir.join(format!("node-{i}"));
             std::fs::create_dir_all(&dir)?;
@@ -121,7 +162,7 @@ impl Hosts {
             ip(&[
                 "link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &netns,
             ])?;
-            ip(&["link", "set", &outer, "master", &bridge, "up"])?;
+            ip(&["link", "set", &outer, "master", &host_bridge, "up"])?;
             ip(&[
                 "-n",
                 &netns,
@@ -133,6 +174,10 @@ impl Hosts {
             ])?;
             ip(&["-n", &netns, "link", "set", "eth0", "up"])?;
             ip(&["-n", &netns, "link", "set", "lo", "up"])?;
+            if split {
+                let via = host_gateway.to_string();
+                ip(&["-n", &netns, "route", "add", &other_subnet, "via", &via])?;
+            }
         }
         Ok(hosts)
     }
@@ -177,6 +222,9 @@ impl Drop for Hosts {
             let _ = ip(&["netns", "del", &host.netns]);
         }
         let _ = ip(&["link", "del", &self.bridge]);
+        if let Some((second, _)) = &self.second {
+            let _ = ip(&["link", "del", second]);
+        }
     }
 }
 
@@ -192,18 +240,31 @@ pub struct HostCluster {
 }
 
 impl HostCluster {
-    /// A server on the bridge's address (control plane only) and `count` hosts with agents,
-    /// all Ready, with the checker image in a registry on the bridge; `binary` is the maestro
-    /// executable.
+    /// A server on the bridge's address (control plane only, with LoadBalancer addresses
+    /// .200-.207 of the bridge's network) and `count` hosts with agents, all Ready, with the
+    /// checker image in a registry on the bridge; `binary` is the maestro executable.
     pub fn start(binary: &str, count: usize, server_args: &[&str]) -> HostCluster {
+        Self::start_split(binary, count, server_args, false)
+    }
+
+    /// [`HostCluster::start`] with the hosts split over two subnets ([`Hosts::create_split`]).
+    pub fn start_split(
+        binary: &str,
+        count: usize,
+        server_args: &[&str],
+        split: bool,
+    ) -> HostCluster {
         let dir = tempfile::Builder::new()
             .prefix("maestro-hosts-")
             .tempdir()
             .unwrap();
         let tag = free_port();
-        let hosts = Hosts::create(dir.path(), tag, count).expect("creating the hosts");
+        let hosts = Hosts::create_split(dir.path(), tag, count, split).expect("creating the hosts");
         let gateway = hosts.gateway.to_string();
         let cidr = format!("10.{}.0.0/16", 100 + tag % 100);
+        // LoadBalancer addresses on the hosts' own network, above the hosts' addresses.
+        let [a, b, c, _] = hosts.gateway.octets();
+        let pool = format!("{a}.{b}.{c}.200-{a}.{b}.{c}.207");
         let mut args = vec![
             "--bind-address",
             "0.0.0.0",
@@ -211,6 +272,8 @@ impl HostCluster {
             &gateway,
             "--cluster-cidr",
             &cidr,
+            "--load-balancer-pool",
+            &pool,
         ];
         args.extend_from_slice(server_args);
         let cluster = Cluster::start_with(binary, Kubectl::v1_33(), &args);
