@@ -531,6 +531,7 @@ async fn ingress_vs_nginx(cfg: &NetworkConfig, report: &mut NetworkReport) -> an
         &maestro_agent::ingress::IngressConfig {
             http: (Ipv4Addr::LOCALHOST, ingress).into(),
             https: (Ipv4Addr::LOCALHOST, 0).into(),
+            metrics: (Ipv4Addr::LOCALHOST, 0).into(),
         },
         routes,
     )

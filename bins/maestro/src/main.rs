@@ -161,6 +161,9 @@ struct NodeArgs {
     /// HTTPS port of the built-in ingress controller on this node (0: off).
     #[arg(long, default_value_t = 443)]
     ingress_https_port: u16,
+    /// Port of the ingress controller's Prometheus metrics, `/metrics` (0: off).
+    #[arg(long, default_value_t = 10254)]
+    ingress_metrics_port: u16,
 }
 
 fn parse_dns_upstream(s: &str) -> Result<SocketAddr, String> {
@@ -196,6 +199,7 @@ impl NodeArgs {
         settings.dns_upstreams = self.dns_upstreams.clone();
         settings.ingress_http_port = self.ingress_http_port;
         settings.ingress_https_port = self.ingress_https_port;
+        settings.ingress_metrics_port = self.ingress_metrics_port;
         Ok(settings)
     }
 }

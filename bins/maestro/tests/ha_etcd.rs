@@ -66,7 +66,8 @@ async fn two_servers_share_one_etcd() {
             });
         }
     });
-    let services = a.json(&["get", "services", "-A"]);
+    // In `default`: the 30 and `kubernetes` (kube-system holds kube-dns).
+    let services = a.json(&["get", "services", "-n", "default"]);
     let ips: Vec<String> = services["items"]
         .as_array()
         .unwrap()

@@ -427,6 +427,19 @@ fn services_dns_and_node_ports_across_hosts() {
         );
     }
 
+    // The ingress counts what it served, on its metrics port.
+    let metrics = curl(
+        None,
+        &format!("http://{}:10254/metrics", nodes.hosts.hosts[0].ip),
+    );
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("maestro_ingress_responses_total{class=\"2xx\"}")
+                && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+
     // The audit: once the policies are in, the database cannot reach the frontend (through the
     // Service or directly) but still reaches the client; only the client reaches the database.
     let db_ip = nodes

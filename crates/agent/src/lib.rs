@@ -98,6 +98,8 @@ pub struct PodSettings {
     /// Ports of the built-in ingress controller on every address of the node (0: off).
     pub ingress_http_port: u16,
     pub ingress_https_port: u16,
+    /// Port of the ingress controller's Prometheus metrics (0: off).
+    pub ingress_metrics_port: u16,
     /// Process limit of each pod.
     pub pod_pids_limit: Option<i64>,
 }
@@ -125,6 +127,7 @@ impl PodSettings {
             dns_upstreams: Vec::new(),
             ingress_http_port: 80,
             ingress_https_port: 443,
+            ingress_metrics_port: 10254,
             pod_pids_limit: None,
         }
     }
@@ -260,6 +263,7 @@ pub async fn run(mut config: AgentConfig) -> Result<(), AgentError> {
                 ingress::IngressConfig {
                     http: SocketAddr::new(any, config.pods.ingress_http_port),
                     https: SocketAddr::new(any, config.pods.ingress_https_port),
+                    metrics: SocketAddr::new(any, config.pods.ingress_metrics_port),
                 },
             ));
         }

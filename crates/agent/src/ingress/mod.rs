@@ -34,6 +34,8 @@ const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-cl
 pub struct IngressConfig {
     pub http: SocketAddr,
     pub https: SocketAddr,
+    /// Prometheus metrics (`/metrics`).
+    pub metrics: SocketAddr,
 }
 
 /// Whether an Ingress is ours: its class names our controller, or it names no class and ours

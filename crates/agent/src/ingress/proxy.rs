@@ -115,20 +115,96 @@ impl ResolvesServerCert for SharedRoutes {
     }
 }
 
-/// Requests served, by outcome.
+/// What the data path has done, shared by the workers and exported on the metrics port.
 #[derive(Debug, Default)]
 pub struct Counters {
-    pub requests: AtomicU64,
-    pub not_found: AtomicU64,
-    pub unavailable: AtomicU64,
-    pub bad_gateway: AtomicU64,
+    /// Responses by status class (index 0: 1xx … 4: 5xx).
+    responses: [AtomicU64; 5],
+    /// Requests no rule matched (404 from the controller itself).
+    not_found: AtomicU64,
+    /// Requests whose backend had no ready endpoint (503).
+    unavailable: AtomicU64,
+    /// Requests no endpoint answered (502).
+    bad_gateway: AtomicU64,
+    /// Connection attempts moved on to the next endpoint.
+    retries: AtomicU64,
+    /// Upgraded connections (WebSocket and others).
+    upgrades: AtomicU64,
+    duration_micros: AtomicU64,
+}
+
+impl Counters {
+    fn record(&self, status: StatusCode, started: Instant) {
+        let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
+        self.responses[class].fetch_add(1, Ordering::Relaxed);
+        self.duration_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of the counters.
+    pub fn render(&self) -> String {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::from(
+            "# HELP maestro_ingress_responses_total Responses sent by the ingress controller, by status class.\n\
+             # TYPE maestro_ingress_responses_total counter\n",
+        );
+        let mut total = 0;
+        for (i, count) in self.responses.iter().enumerate() {
+            let count = load(count);
+            total += count;
+            out.push_str(&format!(
+                "maestro_ingress_responses_total{{class=\"{}xx\"}} {count}\n",
+                i + 1
+            ));
+        }
+        for (name, help, counter) in [
+            (
+                "no_route",
+                "Requests no Ingress rule matched.",
+                &self.not_found,
+            ),
+            (
+                "no_endpoint",
+                "Requests whose backend had no ready endpoint.",
+                &self.unavailable,
+            ),
+            (
+                "backend_failures",
+                "Requests no endpoint answered.",
+                &self.bad_gateway,
+            ),
+            (
+                "retries",
+                "Connection attempts moved on to the next endpoint.",
+                &self.retries,
+            ),
+            (
+                "upgrades",
+                "Connections upgraded (WebSocket and others).",
+                &self.upgrades,
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP maestro_ingress_{name}_total {help}\n# TYPE maestro_ingress_{name}_total counter\nmaestro_ingress_{name}_total {}\n",
+                load(counter)
+            ));
+        }
+        out.push_str(&format!(
+            "# HELP maestro_ingress_request_duration_seconds Time from a request to its response head.\n\
+             # TYPE maestro_ingress_request_duration_seconds summary\n\
+             maestro_ingress_request_duration_seconds_sum {:.6}\n\
+             maestro_ingress_request_duration_seconds_count {total}\n",
+            load(&self.duration_micros) as f64 / 1e6
+        ));
+        out
+    }
 }
 
 struct State {
     routes: SharedRoutes,
     client: Client<HttpConnector, Body>,
     next: AtomicUsize,
-    counters: Counters,
+    counters: Arc<Counters>,
 }
 
 fn full(status: StatusCode, text: &'static str) -> Response<Body> {
@@ -162,23 +238,35 @@ fn host_of(request: &Request<Incoming>) -> String {
 
 async fn handle(
     state: Arc<State>,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
     remote: SocketAddr,
     scheme: &'static str,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
-    state.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let response = forward(&state, request, remote, scheme, started).await;
+    state.counters.record(response.status(), started);
+    Ok(response)
+}
+
+/// Route and forward one request.
+async fn forward(
+    state: &State,
+    mut request: Request<Incoming>,
+    remote: SocketAddr,
+    scheme: &'static str,
+    started: Instant,
+) -> Response<Body> {
     let host = host_of(&request);
     let path = request.uri().path().to_string();
     let method = request.method().clone();
     let routes = state.routes.current();
     let Some(backend) = routes.table.route(&host, &path) else {
         state.counters.not_found.fetch_add(1, Ordering::Relaxed);
-        return Ok(full(StatusCode::NOT_FOUND, "default backend - 404\n"));
+        return full(StatusCode::NOT_FOUND, "default backend - 404\n");
     };
     if backend.endpoints.is_empty() {
         state.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-        return Ok(full(StatusCode::SERVICE_UNAVAILABLE, "no ready endpoint\n"));
+        return full(StatusCode::SERVICE_UNAVAILABLE, "no ready endpoint\n");
     }
     let upgrade = request.headers().get(header::UPGRADE).cloned();
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
@@ -257,6 +345,7 @@ async fn handle(
                 break;
             }
             Err(err) if err.is_connect() && attempt + 1 < attempts => {
+                state.counters.retries.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%endpoint, %err, "ingress: endpoint refused the connection; trying the next");
             }
             Err(err) => {
@@ -267,11 +356,12 @@ async fn handle(
     }
     let Some((endpoint, mut response)) = outcome else {
         state.counters.bad_gateway.fetch_add(1, Ordering::Relaxed);
-        return Ok(full(StatusCode::BAD_GATEWAY, "bad gateway\n"));
+        return full(StatusCode::BAD_GATEWAY, "bad gateway\n");
     };
     if response.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_upgrade) = client_upgrade
     {
+        state.counters.upgrades.fetch_add(1, Ordering::Relaxed);
         let backend_upgrade = hyper::upgrade::on(&mut response);
         tokio::spawn(async move {
             if let (Ok(client), Ok(backend)) = tokio::join!(client_upgrade, backend_upgrade) {
@@ -290,7 +380,7 @@ async fn handle(
         client = %remote.ip(), %method, %host, %path, status = response.status().as_u16(),
         backend = %backend.name, %endpoint, micros = started.elapsed().as_micros() as u64,
     );
-    Ok(response.map(BodyExt::boxed))
+    response.map(BodyExt::boxed)
 }
 
 fn has_body_parts(parts: &http::request::Parts) -> bool {
@@ -343,14 +433,19 @@ pub async fn serve(config: &IngressConfig, routes: SharedRoutes) -> std::io::Res
     } else {
         None
     };
+    let counters = Arc::new(Counters::default());
+    if config.metrics.port() != 0 {
+        serve_metrics(config.metrics, counters.clone()).await?;
+    }
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
     let count = workers();
     for index in 0..count {
-        let (config, routes, tls, ready) = (
+        let (config, routes, tls, ready, counters) = (
             config.clone(),
             routes.clone(),
             tls.clone(),
             ready_tx.clone(),
+            counters.clone(),
         );
         std::thread::Builder::new()
             .name(format!("ingress-{index}"))
@@ -373,7 +468,7 @@ pub async fn serve(config: &IngressConfig, routes: SharedRoutes) -> std::io::Res
                         routes,
                         client: Client::builder(TokioExecutor::new()).build(connector),
                         next: AtomicUsize::new(index),
-                        counters: Counters::default(),
+                        counters,
                     });
                     let mut tasks = Vec::new();
                     for (address, tls) in [(config.http, None), (config.https, tls)] {
@@ -407,6 +502,45 @@ pub async fn serve(config: &IngressConfig, routes: SharedRoutes) -> std::io::Res
         }
     }
     tracing::info!(http = %config.http, https = %config.https, workers = count, "ingress controller listening");
+    Ok(())
+}
+
+/// `GET /metrics` on `address` (Prometheus text), on the caller's runtime.
+async fn serve_metrics(address: SocketAddr, counters: Arc<Counters>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(address).await?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let counters = counters.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let counters = counters.clone();
+                    async move {
+                        let response = if request.uri().path() == "/metrics" {
+                            let mut response =
+                                Response::new(Full::new(Bytes::from(counters.render())));
+                            response.headers_mut().insert(
+                                header::CONTENT_TYPE,
+                                HeaderValue::from_static("text/plain; version=0.0.4"),
+                            );
+                            response
+                        } else {
+                            let mut response =
+                                Response::new(Full::new(Bytes::from_static(b"not found\n")));
+                            *response.status_mut() = StatusCode::NOT_FOUND;
+                            response
+                        };
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
     Ok(())
 }
 
@@ -551,6 +685,7 @@ mod tests {
         let config = IngressConfig {
             http: (Ipv4Addr::LOCALHOST, port).into(),
             https: (Ipv4Addr::LOCALHOST, 0).into(),
+            metrics: (Ipv4Addr::LOCALHOST, free_port()).into(),
         };
         serve(&config, routes).await.unwrap();
 
@@ -580,5 +715,25 @@ mod tests {
         .expect("the echo within 5 s")
         .unwrap();
         assert_eq!(&echoed, b"ping");
+
+        let (_, metrics) = request(
+            config.metrics.port(),
+            "GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n",
+        )
+        .await;
+        for line in [
+            "maestro_ingress_responses_total{class=\"2xx\"} 4",
+            "maestro_ingress_responses_total{class=\"4xx\"} 1",
+            "maestro_ingress_responses_total{class=\"5xx\"} 1",
+            "maestro_ingress_no_route_total 1",
+            "maestro_ingress_no_endpoint_total 1",
+            "maestro_ingress_upgrades_total 1",
+        ] {
+            assert!(metrics.contains(line), "{line} in:\n{metrics}");
+        }
+        assert!(
+            metrics.contains("maestro_ingress_retries_total "),
+            "{metrics}"
+        );
     }
 }
