@@ -737,10 +737,16 @@ fn an_agent_cut_off_from_the_server_keeps_its_pods_and_resyncs() {
         &dir.path().join("agent"),
         maestro_e2e::free_port(),
     );
+    let service_cidr = sandbox.service_cidr.clone().unwrap_or_default();
     let mut cluster = Cluster::start_with(
         env!("CARGO_BIN_EXE_maestro"),
         Kubectl::v1_33(),
-        &["--cluster-cidr", &sandbox.cluster_cidr],
+        &[
+            "--cluster-cidr",
+            &sandbox.cluster_cidr,
+            "--service-cidr",
+            &service_cidr,
+        ],
     );
     let registry =
         Registry::start(&cluster.dir.path().join("registry"), &RegistryAuth::None).unwrap();
@@ -770,6 +776,7 @@ fn an_agent_cut_off_from_the_server_keeps_its_pods_and_resyncs() {
         .arg(&sandbox.run_dir)
         .args(["--cgroup-root", &sandbox.cgroup_root])
         .args(["--bridge", &sandbox.bridge])
+        .args(sandbox.agent_network_args())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()

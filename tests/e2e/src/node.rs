@@ -187,9 +187,12 @@ impl NodeSandbox {
                 .output();
         }
         if let Some(table) = &self.nft_table {
-            let _ = Command::new("nft")
-                .args(["delete", "table", "ip", table])
-                .output();
+            // The proxy's table and the policy table beside it.
+            for name in [table.clone(), format!("{table}-policy")] {
+                let _ = Command::new("nft")
+                    .args(["delete", "table", "ip", &name])
+                    .output();
+            }
         }
         if let Some(range) = &self.service_cidr {
             let _ = Command::new("ip")
