@@ -46,6 +46,8 @@ pub struct NetworkReport {
     pub all_services: Duration,
     pub all_services_lines: usize,
     pub rewrite: Duration,
+    pub policy_first: Duration,
+    pub policy_change: Samples,
     pub direct_connect: Samples,
     pub cluster_ip_connect: Samples,
     pub direct_kept: Samples,
@@ -159,6 +161,61 @@ fn services(n: usize, m: usize, generation: u8) -> Vec<Service> {
             external_local: false,
         })
         .collect()
+}
+
+/// The policy table for `pods` isolated pods of one node, each allowed from `peers` addresses
+/// on two ports; `shift` changes every peer address of pod 0 (one policy's peers changing).
+fn policy_pods(pods: usize, peers: usize, shift: u8) -> Vec<maestro_net::policy::PodRules> {
+    use maestro_net::policy::{Allow, Peer, PodRules, Ports};
+    (0..pods)
+        .map(|i| PodRules {
+            namespace: "bench".into(),
+            name: format!("pod-{i}"),
+            ip: Ipv4Addr::new(10, 99, 250, (i % 250) as u8 + 1),
+            ingress: Some(vec![Allow {
+                peers: Some(vec![Peer::Pods(
+                    (0..peers)
+                        .map(|j| {
+                            let moved = if i == 0 { shift } else { 0 };
+                            Ipv4Addr::new(10, 99, (j / 250) as u8 + moved, (j % 250) as u8 + 1)
+                        })
+                        .collect(),
+                )]),
+                ports: Some(vec![
+                    Ports::Range {
+                        protocol: Protocol::Tcp,
+                        first: 8080,
+                        last: 8080,
+                    },
+                    Ports::Range {
+                        protocol: Protocol::Tcp,
+                        first: 9090,
+                        last: 9100,
+                    },
+                ]),
+            }]),
+            egress: None,
+        })
+        .collect()
+}
+
+/// The NetworkPolicy table: 100 isolated pods of one node, each allowed from 100 peers.
+fn policy_convergence(report: &mut NetworkReport) -> anyhow::Result<()> {
+    let mut namespaces = Namespaces(Vec::new());
+    let name = format!("mbench-policy-{}", std::process::id());
+    namespaces.add(&name)?;
+    in_netns(&name, || -> anyhow::Result<()> {
+        let mut table = maestro_net::nft::NftTable::new("maestro-bench-policy");
+        let render = |shift| maestro_net::policy::render("maestro-bench-policy", &policy_pods(100, 100, shift));
+        report.policy_first = table.sync(render(0))?.elapsed;
+        for round in 1..=20u8 {
+            let done = table.sync(render(round % 2 + 1))?;
+            ensure!(!done.full && !done.unchanged, "expected an incremental change");
+            report.policy_change.push(done.elapsed);
+        }
+        Ok(())
+    })??;
+    Ok(())
 }
 
 fn convergence(cfg: &NetworkConfig, report: &mut NetworkReport) -> anyhow::Result<()> {
@@ -560,6 +617,8 @@ pub async fn run(cfg: &NetworkConfig) -> anyhow::Result<NetworkReport> {
         cfg.services, cfg.endpoints
     ));
     convergence(cfg, &mut report)?;
+    progress("policy convergence: 100 isolated pods x 100 peers");
+    policy_convergence(&mut report)?;
     progress("ClusterIP hop");
     cluster_ip_hop(cfg, &mut report)?;
     progress("ingress vs nginx");
@@ -594,6 +653,15 @@ pub fn render(report: &NetworkReport, cfg: &NetworkConfig) -> String {
         report.all_services_lines,
         ms(report.all_services),
         ms(report.rewrite),
+    ));
+    out.push_str(&format!(
+        "### NetworkPolicy convergence: 100 isolated pods x 100 allowed peers, 2 ports\n\n\
+         | change | time to applied |\n|---|---:|\n\
+         | first write of the table | {:.0} ms |\n\
+         | one pod's allowed peers change (p50 / max of 20) | {:.1} / {:.1} ms |\n\n",
+        ms(report.policy_first),
+        report.policy_change.p50(),
+        report.policy_change.max(),
     ));
     out.push_str(&format!(
         "### The ClusterIP hop ({} round trips per path)\n\n\

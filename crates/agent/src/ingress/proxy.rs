@@ -680,13 +680,14 @@ mod tests {
         table.add("app.test", rule("/", vec![dead, live]));
         table.add("app.test", rule("/empty", vec![]));
         let routes = SharedRoutes::default();
-        routes.replace(table);
+        routes.replace(table.clone());
         let port = free_port();
         let config = IngressConfig {
             http: (Ipv4Addr::LOCALHOST, port).into(),
             https: (Ipv4Addr::LOCALHOST, 0).into(),
             metrics: (Ipv4Addr::LOCALHOST, free_port()).into(),
         };
+        let routes_handle = routes.clone();
         serve(&config, routes).await.unwrap();
 
         for _ in 0..4 {
@@ -716,6 +717,25 @@ mod tests {
         .unwrap();
         assert_eq!(&echoed, b"ping");
 
+        // A new table (the route gone) leaves the open connection alone; new requests see it.
+        let mut emptied = table.clone();
+        emptied.hosts.clear();
+        routes_handle.replace(emptied);
+        stream.write_all(b"pong").await.unwrap();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            stream.read_exact(&mut echoed),
+        )
+        .await
+        .expect("the echo within 5 s")
+        .unwrap();
+        assert_eq!(
+            &echoed, b"pong",
+            "the upgraded connection survived the change"
+        );
+        let (_, answer) = request(port, "GET / HTTP/1.1\r\nhost: app.test\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+
         let (_, metrics) = request(
             config.metrics.port(),
             "GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n",
@@ -723,9 +743,9 @@ mod tests {
         .await;
         for line in [
             "maestro_ingress_responses_total{class=\"2xx\"} 4",
-            "maestro_ingress_responses_total{class=\"4xx\"} 1",
+            "maestro_ingress_responses_total{class=\"4xx\"} 2",
             "maestro_ingress_responses_total{class=\"5xx\"} 1",
-            "maestro_ingress_no_route_total 1",
+            "maestro_ingress_no_route_total 2",
             "maestro_ingress_no_endpoint_total 1",
             "maestro_ingress_upgrades_total 1",
         ] {
