@@ -206,11 +206,16 @@ fn policy_convergence(report: &mut NetworkReport) -> anyhow::Result<()> {
     namespaces.add(&name)?;
     in_netns(&name, || -> anyhow::Result<()> {
         let mut table = maestro_net::nft::NftTable::new("maestro-bench-policy");
-        let render = |shift| maestro_net::policy::render("maestro-bench-policy", &policy_pods(100, 100, shift));
+        let render = |shift| {
+            maestro_net::policy::render("maestro-bench-policy", &policy_pods(100, 100, shift))
+        };
         report.policy_first = table.sync(render(0))?.elapsed;
         for round in 1..=20u8 {
             let done = table.sync(render(round % 2 + 1))?;
-            ensure!(!done.full && !done.unchanged, "expected an incremental change");
+            ensure!(
+                !done.full && !done.unchanged,
+                "expected an incremental change"
+            );
             report.policy_change.push(done.elapsed);
         }
         Ok(())

@@ -201,7 +201,8 @@ pub async fn run(client: kube::Client, config: ServiceNetworkConfig) {
                 return;
             }
         };
-        let failed = match result {
+        // Anything that failed is retried within seconds, not at the next change.
+        let mut failed = match result {
             Ok(done) => {
                 if !done.unchanged {
                     tracing::debug!(lines = done.lines, full = done.full, elapsed = ?done.elapsed, "service rules updated");
@@ -234,12 +235,18 @@ pub async fn run(client: kube::Client, config: ServiceNetworkConfig) {
                     }
                     last_peers = Some(current);
                 }
-                Ok(Err(err)) => tracing::error!(%err, "updating routes to other nodes failed"),
-                Err(err) => tracing::error!(%err, "route task failed"),
+                Ok(Err(err)) => {
+                    failed = true;
+                    tracing::error!(%err, "updating routes to other nodes failed");
+                }
+                Err(err) => {
+                    failed = true;
+                    tracing::error!(%err, "route task failed");
+                }
             }
         }
         if let (Some(pool), Some(node_ip)) = (network.load_balancer_pool, config.node_ip) {
-            let mine = announced_here(&services, &nodes.state(), &config.node_name, pool);
+            let mine = announced_here(&services, &node_list, &config.node_name, pool);
             if last_announced.as_ref() != Some(&mine) {
                 let wanted = mine.clone();
                 match tokio::task::spawn_blocking(move || routes::announce(node_ip, pool, &wanted))
@@ -252,17 +259,22 @@ pub async fn run(client: kube::Client, config: ServiceNetworkConfig) {
                         last_announced = Some(mine);
                     }
                     Ok(Err(err)) => {
-                        tracing::error!(%err, "announcing LoadBalancer addresses failed")
+                        failed = true;
+                        tracing::error!(%err, "announcing LoadBalancer addresses failed");
                     }
-                    Err(err) => tracing::error!(%err, "announce task failed"),
+                    Err(err) => {
+                        failed = true;
+                        tracing::error!(%err, "announce task failed");
+                    }
                 }
             }
         }
-        if failed || last_peers.is_none() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), changed.notified()).await;
+        let wait = if failed {
+            Duration::from_secs(5)
         } else {
-            let _ = tokio::time::timeout(FULL_RESYNC, changed.notified()).await;
-        }
+            FULL_RESYNC
+        };
+        let _ = tokio::time::timeout(wait, changed.notified()).await;
         tokio::time::sleep(BATCH).await;
     }
 }
