@@ -251,12 +251,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_over_udp_and_refuses_the_rest_of_the_world() {
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address: SocketAddr = (Ipv4Addr::LOCALHOST, port).into();
+        let address = free_address();
         let zone = SharedZone::default();
         let server = serve(address, zone.clone(), vec![]).await.unwrap();
         let api = DnsService {
@@ -297,5 +292,51 @@ mod tests {
         let outside = ask(address, "example.com.", RecordType::A).await;
         assert_eq!(outside.response_code(), ResponseCode::Refused);
         server.abort();
+    }
+
+    fn free_address() -> SocketAddr {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        (Ipv4Addr::LOCALHOST, port).into()
+    }
+
+    /// Names outside the cluster domain go to the upstream server (here a second server of this
+    /// module, authoritative for `example.test`), whose answer comes back.
+    #[tokio::test]
+    async fn forwards_other_names_upstream() {
+        let upstream = free_address();
+        let upstream_zone = SharedZone::default();
+        upstream_zone.replace(Zone::build(
+            "example.test",
+            &[DnsService {
+                namespace: "corp".into(),
+                name: "wiki".into(),
+                kind: ServiceKind::Virtual(vec![Ipv4Addr::new(192, 0, 2, 80)]),
+                ports: vec![],
+                endpoints: vec![],
+                publish_not_ready: false,
+            }],
+        ));
+        let upstream_task = serve(upstream, upstream_zone, vec![]).await.unwrap();
+        let address = free_address();
+        let server = serve(address, SharedZone::default(), vec![upstream])
+            .await
+            .unwrap();
+        let reply = ask(address, "wiki.corp.svc.example.test.", RecordType::A).await;
+        assert_eq!(reply.response_code(), ResponseCode::NoError);
+        assert!(!reply.authoritative(), "a forwarded answer is not ours");
+        let ips: Vec<String> = reply
+            .answers()
+            .iter()
+            .map(|r| r.data().to_string())
+            .collect();
+        assert_eq!(ips, ["192.0.2.80"]);
+        let missing = ask(address, "nothing.corp.svc.example.test.", RecordType::A).await;
+        assert_eq!(missing.response_code(), ResponseCode::NXDomain);
+        server.abort();
+        upstream_task.abort();
     }
 }
