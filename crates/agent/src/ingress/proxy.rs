@@ -1,7 +1,7 @@
 //! The ingress data path: HTTP and HTTPS listeners (hyper, rustls with SNI from the routing
 //! table; HTTP/1.1 and HTTP/2), forwarding to a backend endpoint over pooled HTTP/1.1
-//! connections. Endpoints are taken in turn; a request without a body is retried on the next
-//! endpoint when a connection cannot be opened. WebSocket (and other) upgrades are spliced
+//! connections. Endpoints are taken in turn; a request without a body is tried again on the
+//! next endpoint when it fails before a response. WebSocket (and other) upgrades are spliced
 //! through. Every request is logged (target `maestro_agent::ingress::access`) and counted.
 
 use std::collections::HashMap;
@@ -29,8 +29,8 @@ use super::routes::{Certificate, RouteTable};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
-/// How many endpoints a request without a body tries before giving up.
-const CONNECT_ATTEMPTS: usize = 3;
+/// How many times a request without a body is tried before giving up.
+const ATTEMPTS: usize = 3;
 
 /// Headers that belong to one connection, not to the request (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: [&str; 7] = [
@@ -312,11 +312,10 @@ async fn forward(
     let retryable = !has_body_parts(&parts);
     let mut body = Some(body.boxed());
     let first = state.next.fetch_add(1, Ordering::Relaxed);
-    let attempts = if retryable {
-        CONNECT_ATTEMPTS.min(backend.endpoints.len())
-    } else {
-        1
-    };
+    // A request without a body is tried again, on the next endpoint (the same one when it is
+    // the only one), whatever failed before a response came: a refused connection, or a pooled
+    // connection the backend closed meanwhile (nginx's `proxy_next_upstream error` default).
+    let attempts = if retryable { ATTEMPTS } else { 1 };
     let mut outcome = None;
     let mut parts = Some(parts);
     for attempt in 0..attempts {
@@ -344,9 +343,9 @@ async fn forward(
                 outcome = Some((endpoint, response));
                 break;
             }
-            Err(err) if err.is_connect() && attempt + 1 < attempts => {
+            Err(err) if attempt + 1 < attempts => {
                 state.counters.retries.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%endpoint, %err, "ingress: endpoint refused the connection; trying the next");
+                tracing::debug!(%endpoint, %err, "ingress: backend request failed; trying again");
             }
             Err(err) => {
                 tracing::warn!(%endpoint, %err, backend = %backend.name, "ingress: backend request failed");
@@ -598,15 +597,16 @@ mod tests {
     use super::*;
     use crate::ingress::routes::{Backend, PathRule, PathType};
 
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+    /// `N` distinct free ports (all held until every one is chosen, so no two are the same).
+    fn free_ports<const N: usize>() -> [u16; N] {
+        let held: Vec<std::net::TcpListener> = (0..N)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        std::array::from_fn(|i| held[i].local_addr().unwrap().port())
     }
 
-    /// A backend that answers plain requests with "plain" and upgrades to an echo.
+    /// A backend that answers plain requests with "plain" (keeping the connection open for the
+    /// next one, as HTTP/1.1 servers do) and upgrades to an echo.
     async fn backend() -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -616,33 +616,33 @@ mod tests {
                     return;
                 };
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        if stream.read_exact(&mut byte).await.is_err() {
+                    loop {
+                        let mut head = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") {
+                            if stream.read_exact(&mut byte).await.is_err() {
+                                return;
+                            }
+                            head.push(byte[0]);
+                        }
+                        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                        if head.contains("upgrade: echo") {
+                            let _ = stream
+                                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+                                .await;
+                            let (mut reader, mut writer) = stream.split();
+                            let _ = tokio::io::copy(&mut reader, &mut writer).await;
                             return;
                         }
-                        head.push(byte[0]);
-                    }
-                    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-                    if head.contains("upgrade: echo") {
-                        let _ = stream
-                            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
-                            .await;
-                        let (mut reader, mut writer) = stream.split();
-                        let _ = tokio::io::copy(&mut reader, &mut writer).await;
-                    } else {
                         let forwarded = head.contains("x-forwarded-for: 127.0.0.1");
                         let body = if forwarded { "plain" } else { "unforwarded" };
-                        let _ = stream
-                            .write_all(
-                                format!(
-                                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                                    body.len()
-                                )
-                                .as_bytes(),
-                            )
-                            .await;
+                        let response = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if stream.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
                     }
                 });
             }
@@ -666,7 +666,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn routes_retries_and_upgrades() {
         let live = backend().await;
-        let dead: SocketAddr = (Ipv4Addr::LOCALHOST, free_port()).into();
+        let [dead_port, port, metrics_port] = free_ports::<3>();
+        let dead: SocketAddr = (Ipv4Addr::LOCALHOST, dead_port).into();
         let mut table = RouteTable::default();
         let rule = |path: &str, endpoints: Vec<SocketAddr>| PathRule {
             path: path.into(),
@@ -681,11 +682,10 @@ mod tests {
         table.add("app.test", rule("/empty", vec![]));
         let routes = SharedRoutes::default();
         routes.replace(table.clone());
-        let port = free_port();
         let config = IngressConfig {
             http: (Ipv4Addr::LOCALHOST, port).into(),
             https: (Ipv4Addr::LOCALHOST, 0).into(),
-            metrics: (Ipv4Addr::LOCALHOST, free_port()).into(),
+            metrics: (Ipv4Addr::LOCALHOST, metrics_port).into(),
         };
         let routes_handle = routes.clone();
         serve(&config, routes).await.unwrap();
