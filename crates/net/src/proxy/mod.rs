@@ -148,10 +148,6 @@ impl Proxy {
         self.table.forget_applied();
     }
 
-    pub fn config(&self) -> &ProxyConfig {
-        &self.config
-    }
-
     /// Make the kernel's table match `services`.
     pub fn sync(&mut self, services: &[Service]) -> Result<SyncOutcome, NetError> {
         self.table.sync(rules::render(&self.config, services))
