@@ -9,6 +9,7 @@ pub mod host;
 pub mod image_import;
 pub mod ingress;
 pub mod join;
+pub mod local_path;
 pub mod logs;
 pub mod node;
 pub mod pods;
@@ -285,6 +286,11 @@ pub async fn run(mut config: AgentConfig) -> Result<(), AgentError> {
                     _ => None,
                 },
             },
+        ));
+        tokio::spawn(local_path::run(
+            client.clone(),
+            config.node_name.clone(),
+            local_path::storage_dir(&config.data_dir),
         ));
         let ctx = node_context(&client, &config)?;
         tokio::spawn(image_import::run(

@@ -219,6 +219,18 @@ pub async fn register(client: &Client, config: &AgentConfig) -> Result<(), Agent
     } else {
         tracing::info!(node = %config.node_name, "the node is already registered");
     }
+    // Where this node's provisioned volumes go (its data directory may have moved).
+    let storage = crate::local_path::storage_dir(&config.data_dir);
+    let annotations = json!({"metadata": {"annotations": {
+        maestro_api::local_path::DIR_ANNOTATION: storage.to_string_lossy(),
+    }}});
+    nodes
+        .patch(
+            &config.node_name,
+            &field_manager(),
+            &Patch::Merge(annotations),
+        )
+        .await?;
     update_status(client, config).await
 }
 

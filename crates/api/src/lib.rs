@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod defaults;
+pub mod local_path;
 pub mod meta;
 pub mod patch_meta;
 pub mod protobuf;

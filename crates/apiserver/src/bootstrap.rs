@@ -1,9 +1,10 @@
 //! What a fresh cluster holds before anyone writes: the namespaces every Kubernetes cluster has
 //! the `default/kubernetes` Service that points at the API server, and the cluster's network
-//! settings with the `kube-system/kube-dns` Service.
+//! settings with the `kube-system/kube-dns` Service, and the default IngressClass and
+//! StorageClass of the built-in ingress controller and local-path provisioner.
 
 use maestro_api::ApiError;
-use maestro_api::resources;
+use maestro_api::{local_path, resources};
 use serde_json::{Value, json};
 
 use crate::registry::{Registry, Resource, WriteOptions};
@@ -215,23 +216,39 @@ pub async fn publish_cluster_network(
         }
     });
     ensure_service(registry, "kube-system", dns).await?;
-    // The built-in ingress controller's class, the default one (created once: an operator may
-    // change the default afterwards).
-    let class = json!({
+    // The built-in ingress controller's class and the built-in provisioner's, both the default
+    // (created once: an operator may change the defaults afterwards).
+    let ingress_class = json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
         "metadata": {"name": "maestro", "annotations": {
             "ingressclass.kubernetes.io/is-default-class": "true"}},
         "spec": {"controller": "maestro.dev/ingress"},
     });
-    match registry
-        .create(
-            &builtin("networking.k8s.io", "v1", "ingressclasses"),
-            None,
-            class,
-            &server_writes(),
-        )
-        .await
-    {
+    create_once(
+        registry,
+        &builtin("networking.k8s.io", "v1", "ingressclasses"),
+        ingress_class,
+    )
+    .await?;
+    let storage_class = json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": local_path::STORAGE_CLASS, "annotations": {
+            "storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": local_path::PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    });
+    create_once(
+        registry,
+        &builtin("storage.k8s.io", "v1", "storageclasses"),
+        storage_class,
+    )
+    .await
+}
+
+/// Create a cluster-scoped object unless one by that name exists.
+async fn create_once(registry: &Registry, res: &Resource, object: Value) -> Result<(), ApiError> {
+    match registry.create(res, None, object, &server_writes()).await {
         Ok(_) => Ok(()),
         Err(err) if err.code == 409 => Ok(()),
         Err(err) => Err(err),

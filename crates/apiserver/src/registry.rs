@@ -413,25 +413,72 @@ impl Registry {
         if named || annotated {
             return;
         }
-        let classes =
-            resources::find_builtin("networking.k8s.io", "v1", "ingressclasses").expect("built in");
+        let defaults = self.default_classes(
+            "networking.k8s.io",
+            "ingressclasses",
+            &["ingressclass.kubernetes.io/is-default-class"],
+        );
+        if let [name] = defaults.as_slice() {
+            set_spec_field(ingress, "ingressClassName", name.clone());
+        }
+    }
+
+    /// DefaultStorageClass admission: a PersistentVolumeClaim created with no class at all (not
+    /// the empty class, which asks for none) gets the default StorageClass.
+    fn admit_default_storage_class(&self, res: &Resource, claim: &mut Value) {
+        if res.custom.is_some() || res.info.kind != "PersistentVolumeClaim" {
+            return;
+        }
+        if claim
+            .pointer("/spec/storageClassName")
+            .is_some_and(|n| !n.is_null())
+        {
+            return;
+        }
+        let default = self.default_classes(
+            "storage.k8s.io",
+            "storageclasses",
+            &[
+                "storageclass.kubernetes.io/is-default-class",
+                "storageclass.beta.kubernetes.io/is-default-class",
+            ],
+        );
+        if let Some(name) = default.into_iter().next() {
+            set_spec_field(claim, "storageClassName", name);
+        }
+    }
+
+    /// The names of the classes marked default by one of `annotations`, newest first (with
+    /// several, Kubernetes gives claims the newest since 1.26; Ingresses get a class only when
+    /// there is exactly one).
+    fn default_classes(&self, group: &str, plural: &str, annotations: &[&str]) -> Vec<Value> {
+        let classes = resources::find_builtin(group, "v1", plural).expect("built in");
         let (all, _) = self.cache.list(&classes.storage_prefix());
-        let defaults: Vec<Value> = all
+        let mut defaults: Vec<Value> = all
             .iter()
             .map(|c| c.value())
             .filter(|c| {
-                c.pointer("/metadata/annotations/ingressclass.kubernetes.io~1is-default-class")
-                    == Some(&json!("true"))
+                annotations
+                    .iter()
+                    .any(|a| c["metadata"]["annotations"][*a] == "true")
             })
             .collect();
-        if let [only] = defaults.as_slice()
-            && let Some(spec) = ingress
-                .as_object_mut()
-                .map(|o| o.entry("spec").or_insert_with(|| json!({})))
-            && let Some(spec) = spec.as_object_mut()
-        {
-            spec.insert("ingressClassName".into(), only["metadata"]["name"].clone());
-        }
+        let created = |c: &Value| {
+            c["metadata"]["creationTimestamp"]
+                .as_str()
+                .map(String::from)
+        };
+        defaults.sort_by(|a, b| {
+            created(b).cmp(&created(a)).then_with(|| {
+                a["metadata"]["name"]
+                    .as_str()
+                    .cmp(&b["metadata"]["name"].as_str())
+            })
+        });
+        defaults
+            .into_iter()
+            .map(|c| c["metadata"]["name"].clone())
+            .collect()
     }
 
     pub fn service_cidr(&self) -> Cidr {
@@ -1316,6 +1363,7 @@ impl Registry {
             self.admit_default_tolerations(res, &mut obj);
             self.admit_priority(res, &name, &mut obj)?;
             self.admit_default_ingress_class(res, &mut obj);
+            self.admit_default_storage_class(res, &mut obj);
             if res.custom.is_none()
                 && res.info.kind == "Pod"
                 && res.info.group.is_empty()
@@ -2093,6 +2141,17 @@ fn prepare_for_update(res: &Resource, new: &mut Value, old: &Value, subresource:
     if res.custom.is_none() && res.info.kind == "CustomResourceDefinition" && subresource.is_none()
     {
         crd::establish(new, now());
+    }
+}
+
+/// Set `spec.<field>`, creating `spec` when the object has none.
+fn set_spec_field(object: &mut Value, field: &str, value: Value) {
+    if let Some(spec) = object
+        .as_object_mut()
+        .map(|o| o.entry("spec").or_insert_with(|| json!({})))
+        .and_then(Value::as_object_mut)
+    {
+        spec.insert(field.into(), value);
     }
 }
 

@@ -31,6 +31,7 @@ mod revisions;
 pub mod scheduler;
 mod statefulset;
 mod taints;
+mod volumes;
 mod writes;
 
 use std::sync::Arc;
@@ -70,6 +71,7 @@ pub fn start(
                 tokio::spawn(resourcequota::run(registry.clone())),
                 tokio::spawn(endpoints::run(registry.clone())),
                 tokio::spawn(disruption::run(registry.clone())),
+                tokio::spawn(volumes::run(registry.clone())),
             ]
             .into_iter()
             .chain(

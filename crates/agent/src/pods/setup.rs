@@ -26,6 +26,7 @@ use kube::api::{Api, PostParams};
 use maestro_api::quantity;
 use serde_json::{Value, json};
 
+use crate::local_path;
 use crate::volumes::{self, File};
 
 /// One volume as the containers see it.
@@ -153,6 +154,8 @@ pub struct VolumeContext<'a> {
     pub pod_dir: &'a Path,
     pub node_cpu_millis: u64,
     pub node_memory_bytes: u64,
+    /// Where the local-path provisioner's volumes of this node live.
+    pub storage_dir: &'a Path,
 }
 
 impl Volumes {
@@ -165,9 +168,21 @@ impl Volumes {
             .as_ref()
             .and_then(|s| s.volumes.clone())
             .unwrap_or_default();
+        let namespace = ctx.pod.metadata.namespace.as_deref().unwrap_or("default");
         for volume in &spec_volumes {
             let dir = ctx.pod_dir.join("volumes").join(&volume.name);
-            let host = prepare_one(volume, &dir)?;
+            let host = match &volume.persistent_volume_claim {
+                Some(claim) => {
+                    let bound =
+                        local_path::claim_volume(ctx.client, namespace, volume, ctx.storage_dir)
+                            .await
+                            .map_err(|m| mount_error(&volume.name, m))?;
+                    let mut host = prepare_one(&bound, &dir)?;
+                    host.read_only = claim.read_only == Some(true);
+                    host
+                }
+                None => prepare_one(volume, &dir)?,
+            };
             self.host.insert(volume.name.clone(), host);
         }
         self.refresh(ctx).await
@@ -495,7 +510,7 @@ fn prepare_one(volume: &Volume, dir: &Path) -> Result<HostVolume, MountError> {
     Err(mount_error(
         name,
         "volume type not supported by this node (supported: emptyDir, hostPath, configMap, \
-         secret, downwardAPI, projected)",
+         secret, downwardAPI, projected, persistentVolumeClaim)",
     ))
 }
 

@@ -636,6 +636,7 @@ impl Worker {
         if !self.volumes_ready {
             let pod_json = self.pod_json();
             let pod_dir = self.pod_dir();
+            let storage_dir = crate::local_path::storage_dir(&self.ctx.data_dir);
             let ctx = VolumeContext {
                 client: &self.ctx.client,
                 pod: &self.pod,
@@ -643,6 +644,7 @@ impl Worker {
                 pod_dir: &pod_dir,
                 node_cpu_millis: self.ctx.node_cpu_millis,
                 node_memory_bytes: self.ctx.node_memory_bytes,
+                storage_dir: &storage_dir,
             };
             let mut volumes = std::mem::take(&mut self.volumes);
             let result = volumes.prepare(&ctx).await;
@@ -681,6 +683,7 @@ impl Worker {
             self.next_volume_refresh = Instant::now() + VOLUME_REFRESH;
             let pod_json = self.pod_json();
             let pod_dir = self.pod_dir();
+            let storage_dir = crate::local_path::storage_dir(&self.ctx.data_dir);
             let ctx = VolumeContext {
                 client: &self.ctx.client,
                 pod: &self.pod,
@@ -688,6 +691,7 @@ impl Worker {
                 pod_dir: &pod_dir,
                 node_cpu_millis: self.ctx.node_cpu_millis,
                 node_memory_bytes: self.ctx.node_memory_bytes,
+                storage_dir: &storage_dir,
             };
             let mut volumes = std::mem::take(&mut self.volumes);
             if let Err(err) = volumes.refresh(&ctx).await {

@@ -18,7 +18,7 @@ pub mod framework;
 mod plugins;
 mod preemption;
 mod queue;
-mod types;
+pub(crate) mod types;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -267,6 +267,14 @@ impl Scheduler {
         );
         tokio::spawn(async move {
             let _slot = slots.acquire_owned().await;
+            // Claims waiting for their first consumer get their volumes on this node.
+            if let Err(message) =
+                crate::volumes::select_node(&registry, &pod.namespace, &pod.claims, &node).await
+            {
+                let result = Err(maestro_api::ApiError::internal(message));
+                let _ = tx.send(Bound { pod, node, result });
+                return;
+            }
             let result = registry
                 .bind_pod(&pod.namespace, &pod.name, &pod.uid, &node)
                 .await
