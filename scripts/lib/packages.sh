@@ -7,11 +7,12 @@
 # checker (bins/maestro-checker) is linked statically against glibc's archives from libc6-dev.
 # A node (the agent `maestro server` embeds) runs containers with runc (or crun), sets up pod
 # networks with iproute2 and util-linux's nsenter, and programs its service proxy with nftables.
-# The network tests reach node ports from outside the nodes with curl.
+# The network tests reach node ports from outside the nodes with curl. The n-tier example's test
+# drives headless Chromium (with a font, so its screenshot shows text).
 BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev libc6-dev)
 NODE_PACKAGES=(runc crun iproute2 util-linux nftables)
 TEST_PACKAGES=(etcd-server etcd-client iproute2 iputils-ping python3 runc crun busybox-static
-  docker-registry umoci skopeo apache2-utils nftables curl)
+  docker-registry umoci skopeo apache2-utils nftables curl chromium fonts-dejavu-core)
 
 install_packages() {
   local missing=()

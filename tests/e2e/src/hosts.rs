@@ -149,6 +149,7 @@ impl Hosts {
                 // Inside the host's namespace, gone with it.
                 service_cidr: None,
                 nft_table: None,
+                ingress_ports: None,
             };
             ip(&["netns", "add", &netns])?;
             hosts.hosts.push(Host {

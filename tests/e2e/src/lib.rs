@@ -6,6 +6,7 @@
 //!
 //! This crate depends on no maestro crate, so maestro's own crates can use it in their tests.
 
+pub mod browser;
 pub mod checker;
 pub mod hosts;
 pub mod image;
@@ -142,12 +143,30 @@ impl Cluster {
     /// Start a server with its embedded node agent (a single-node cluster that runs pods),
     /// isolated in a [`node::NodeSandbox`] that is cleaned up when the cluster is dropped.
     pub fn start_node(binary: &str, kubectl: Kubectl, extra_args: &[&str]) -> Cluster {
+        Self::start_node_in(binary, kubectl, extra_args, |_| {})
+    }
+
+    /// [`Cluster::start_node`] with the ingress controller on, on free ports (HTTP, HTTPS,
+    /// metrics: `cluster.node.ingress_ports`).
+    pub fn start_node_with_ingress(binary: &str, kubectl: Kubectl, extra_args: &[&str]) -> Cluster {
+        Self::start_node_in(binary, kubectl, extra_args, |sandbox| {
+            sandbox.ingress_ports = Some([free_port(), free_port(), free_port()]);
+        })
+    }
+
+    fn start_node_in(
+        binary: &str,
+        kubectl: Kubectl,
+        extra_args: &[&str],
+        customize: impl FnOnce(&mut node::NodeSandbox),
+    ) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("maestro-e2e-")
             .tempdir()
             .expect("temp dir");
         let port = free_port();
-        let sandbox = node::NodeSandbox::new(dir.path(), &dir.path().join("data"), port);
+        let mut sandbox = node::NodeSandbox::new(dir.path(), &dir.path().join("data"), port);
+        customize(&mut sandbox);
         let mut args = sandbox.args();
         args.extend(extra_args.iter().map(|s| s.to_string()));
         let mut cluster = Cluster {

@@ -22,6 +22,9 @@ pub struct NodeSandbox {
     /// [`NodeSandbox::cleanup`]. `None` for nodes in a namespace of their own.
     pub service_cidr: Option<String>,
     pub nft_table: Option<String>,
+    /// The ingress controller's HTTP, HTTPS and metrics ports on a node in the machine's own
+    /// namespace; `None` keeps it off (tests run side by side: port 80 is one).
+    pub ingress_ports: Option<[u16; 3]>,
 }
 
 impl NodeSandbox {
@@ -34,6 +37,7 @@ impl NodeSandbox {
             agent_data: data_dir.join("agent"),
             service_cidr: Some(format!("10.{}.0.0/16", 200 + port % 50)),
             nft_table: Some(format!("maestro-e2e-{port}")),
+            ingress_ports: None,
         }
     }
 
@@ -61,22 +65,25 @@ impl NodeSandbox {
         .collect()
     }
 
-    /// The agent flags for this sandbox's proxy table; a node in the machine's own namespace
-    /// also keeps its ingress controller off (tests run side by side, port 80 is one).
+    /// The agent flags for this sandbox's proxy table and ingress ports (see
+    /// [`NodeSandbox::ingress_ports`]).
     pub fn agent_network_args(&self) -> Vec<String> {
-        self.nft_table
-            .iter()
-            .flat_map(|t| {
-                [
-                    "--nft-table".into(),
-                    t.clone(),
-                    "--ingress-http-port".into(),
-                    "0".into(),
-                    "--ingress-https-port".into(),
-                    "0".into(),
-                ]
-            })
-            .collect()
+        let Some(table) = &self.nft_table else {
+            return Vec::new();
+        };
+        let [http, https, metrics] = self.ingress_ports.unwrap_or([0, 0, 0]);
+        let mut args = vec![
+            "--nft-table".to_string(),
+            table.clone(),
+            "--ingress-http-port".into(),
+            http.to_string(),
+            "--ingress-https-port".into(),
+            https.to_string(),
+        ];
+        if self.ingress_ports.is_some() {
+            args.extend(["--ingress-metrics-port".into(), metrics.to_string()]);
+        }
+        args
     }
 
     /// The host pid of a running container's main process.

@@ -102,10 +102,12 @@ fn base(config: &ProxyConfig) -> Ruleset {
             "ip daddr {dns} meta l4proto {{ tcp, udp }} th dport 53 accept"
         ));
     }
+    // Only new connections: a reply to the node's own connection through a Service comes back
+    // de-NATed, addressed to the ClusterIP it was sent to (the local route's source).
     guard.push(format!(
-        "ip daddr {services} meta l4proto tcp reject with tcp reset"
+        "ip daddr {services} ct state new meta l4proto tcp reject with tcp reset"
     ));
-    guard.push(format!("ip daddr {services} reject"));
+    guard.push(format!("ip daddr {services} ct state new reject"));
     r.chains.insert(
         "filter-input".into(),
         chain(
