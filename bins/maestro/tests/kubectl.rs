@@ -938,6 +938,110 @@ pub fn service_account_tokens(c: &Cluster) {
     assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"));
 }
 
+/// Claims and volumes without a node: the default StorageClass is filled in and waits for a
+/// consumer; a claim that asks for no class binds to the smallest hand-made volume big enough,
+/// one that nothing fits waits until a volume that does appears, and a deleted claim releases
+/// its volume (Retain keeps it).
+pub fn persistent_volumes(c: &Cluster) {
+    let classes = c.ok(&["get", "storageclass"]);
+    assert!(classes.contains("local-path (default)"), "{classes}");
+    assert!(classes.contains("WaitForFirstConsumer"), "{classes}");
+    let volume = |name: &str, size: &str| {
+        format!(
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  \
+             capacity: {{storage: {size}}}\n  accessModes: [ReadWriteOnce]\n  \
+             hostPath: {{path: /srv/{name}}}\n"
+        )
+    };
+    let claim = |name: &str, size: &str, class: &str| {
+        format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}}}\nspec:\n  \
+             {class}accessModes: [ReadWriteOnce]\n  resources: {{requests: {{storage: {size}}}}}\n"
+        )
+    };
+    let phase =
+        |kind: &str, name: &str| c.ok(&["get", kind, name, "-o", "jsonpath={.status.phase}"]);
+    let volumes = [
+        volume("small", "500Mi"),
+        volume("medium", "2Gi"),
+        volume("big", "5Gi"),
+    ];
+    c.ok_stdin(&["apply", "-f", "-"], Some(&volumes.join("---\n")));
+    let claims = [
+        claim("later", "1Gi", ""),
+        claim("manual", "1Gi", "storageClassName: \"\"\n  "),
+        claim("waiting", "10Gi", "storageClassName: \"\"\n  "),
+    ];
+    c.ok_stdin(&["apply", "-f", "-"], Some(&claims.join("---\n")));
+
+    let later = c.json(&["get", "pvc", "later", "-o", "json"]);
+    assert_eq!(
+        later["spec"]["storageClassName"], "local-path",
+        "the default class"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            c.ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=later",
+            ])
+            .contains("waiting for first consumer to be created before binding")
+        }),
+        "{}",
+        c.ok(&["get", "events"])
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || phase("pvc", "manual")
+            == "Bound"),
+        "{}",
+        c.ok(&["get", "pv,pvc"])
+    );
+    let manual = c.json(&["get", "pvc", "manual", "-o", "json"]);
+    assert_eq!(
+        manual["spec"]["storageClassName"], "",
+        "no class asked for, none given"
+    );
+    assert_eq!(
+        manual["spec"]["volumeName"], "medium",
+        "the smallest that fits"
+    );
+    assert_eq!(manual["status"]["capacity"]["storage"], "2Gi");
+    let medium = c.json(&["get", "pv", "medium", "-o", "json"]);
+    assert_eq!(medium["status"]["phase"], "Bound");
+    assert_eq!(medium["spec"]["claimRef"]["uid"], manual["metadata"]["uid"]);
+
+    assert_eq!(phase("pvc", "waiting"), "Pending", "nothing holds 10Gi");
+    assert!(
+        c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=waiting"
+        ])
+        .contains("no persistent volumes available for this claim and no storage class is set")
+    );
+    c.ok_stdin(&["apply", "-f", "-"], Some(&volume("huge", "20Gi")));
+    assert!(
+        eventually(Duration::from_secs(10), || phase("pvc", "waiting")
+            == "Bound"),
+        "a new volume that fits is taken: {}",
+        c.ok(&["get", "pv,pvc"])
+    );
+
+    c.ok(&["delete", "pvc", "manual"]);
+    assert!(
+        eventually(Duration::from_secs(10), || phase("pv", "medium")
+            == "Released"),
+        "{}",
+        c.ok(&["get", "pv"])
+    );
+    for pv in ["small", "big"] {
+        assert_eq!(phase("pv", pv), "Available");
+    }
+}
+
 macro_rules! kubectl_suite {
     ($module:ident, $kubectl:expr) => {
         mod $module {
@@ -1018,6 +1122,10 @@ macro_rules! kubectl_suite {
             #[test]
             fn generate_name() {
                 super::generate_name(&cluster());
+            }
+            #[test]
+            fn persistent_volumes() {
+                super::persistent_volumes(&cluster());
             }
         }
     };

@@ -206,6 +206,24 @@ fn the_ntier_example_runs_end_to_end() {
         page.body
     );
 
+    // From the node itself through the frontend's ClusterIP (the replies come back addressed to
+    // the service address, which the proxy must let through).
+    let web_ip = cluster.ok(&[
+        "get",
+        "svc",
+        "-n",
+        "ntier",
+        "web",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let via_service = http("GET", &format!("http://{web_ip}:8080/api/items"), None);
+    assert_eq!(via_service.status, 200, "{}", via_service.body);
+    assert!(
+        via_service.header("x-frontend").is_some(),
+        "through the frontend's proxy"
+    );
+
     // Create, read, update, delete through the API; the API keeps the documents in PostgreSQL.
     let created = http(
         "POST",

@@ -680,6 +680,20 @@ impl Volumes {
     }
 }
 
+impl Volumes {
+    /// Another pass over the unbound claims of a class (a volume or the class itself changed).
+    async fn sync_waiting_claims(&self, registry: &Registry, class: &str) -> Result<(), String> {
+        for claim in self.values(registry, &self.claims) {
+            if text(&claim, "/spec/storageClassName") == class
+                && text(&claim, "/spec/volumeName").is_empty()
+            {
+                self.sync_claim(registry, &claim).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Reconciler for Volumes {
     fn keys_for(&mut self, event: &CacheEvent<StoredObject>) -> Vec<String> {
         let claims = self.claims.info.storage_prefix();
@@ -741,17 +755,16 @@ impl Reconciler for Volumes {
             if key.starts_with(&claims) {
                 self.sync_claim(registry, &value).await
             } else if key.starts_with(&self.volumes.info.storage_prefix()) {
-                self.sync_volume(registry, &value).await
-            } else {
-                let class = text(&value, "/metadata/name");
-                for claim in self.values(registry, &self.claims) {
-                    if text(&claim, "/spec/storageClassName") == class
-                        && text(&claim, "/spec/volumeName").is_empty()
-                    {
-                        self.sync_claim(registry, &claim).await?;
-                    }
+                self.sync_volume(registry, &value).await?;
+                // A free volume may be what a waiting claim of its class needs.
+                if value["spec"]["claimRef"].is_null() && !deleting(&value) {
+                    self.sync_waiting_claims(registry, text(&value, "/spec/storageClassName"))
+                        .await?;
                 }
                 Ok(())
+            } else {
+                self.sync_waiting_claims(registry, text(&value, "/metadata/name"))
+                    .await
             }
         })
     }

@@ -140,11 +140,19 @@ impl Browser {
         }
     }
 
+    /// Load `url` and wait until the document and its resources have loaded.
     pub fn navigate(&mut self, url: &str) -> Result<()> {
         let result = self.call("Page.navigate", json!({"url": url}))?;
         if let Some(error) = result["errorText"].as_str() {
             bail!("loading {url}: {error}");
         }
+        self.wait_for(
+            &format!(
+                "document.readyState === 'complete' && location.href === {}",
+                json!(url)
+            ),
+            COMMAND_TIMEOUT,
+        )?;
         Ok(())
     }
 
@@ -161,11 +169,16 @@ impl Browser {
     }
 
     /// Evaluate `expression` until it gives something truthy (a non-empty string, true, a
-    /// number other than 0, an object), and return that; an error after `limit`.
+    /// number other than 0, an object), and return that; an error after `limit`. An expression
+    /// that throws (the element is not there yet) counts as not yet.
     pub fn wait_for(&mut self, expression: &str, limit: Duration) -> Result<Value> {
         let deadline = Instant::now() + limit;
         loop {
-            let value = self.evaluate(expression)?;
+            let value = match self.evaluate(expression) {
+                Ok(value) => value,
+                Err(err) if Instant::now() >= deadline => return Err(err),
+                Err(_) => Value::Null,
+            };
             let truthy = match &value {
                 Value::Null => false,
                 Value::Bool(b) => *b,

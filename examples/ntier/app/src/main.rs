@@ -56,8 +56,12 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                // The schema statements' "already exists, skipping" notices are not news.
+                .unwrap_or_else(|_| "info,tokio_postgres=warn".into()),
         )
+        // Container logs are files: no colour codes.
+        .with_ansi(false)
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
