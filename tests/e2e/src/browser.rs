@@ -11,6 +11,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -79,6 +80,8 @@ impl Browser {
             .arg(format!("--window-size={width},{height}"))
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
+            // Its own process group: the zygote, renderer and GPU processes end with it.
+            .process_group(0)
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
@@ -87,8 +90,7 @@ impl Browser {
             Ok(page) => page,
             Err(err) => {
                 // Dropping a Child does not end the process.
-                let _ = child.kill();
-                let _ = child.wait();
+                end_group(&mut child);
                 return Err(err);
             }
         };
@@ -240,10 +242,30 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Ends the browser and every process it started (its own process group), and waits for
+    /// them, so that none writes into the profile while it is removed.
     fn drop(&mut self) {
         let _ = self.page.close(None);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        end_group(&mut self.child);
+    }
+}
+
+/// SIGKILL the process group `child` leads, reap `child`, and wait (up to 10 s) until no member
+/// of the group is left.
+fn end_group(child: &mut Child) {
+    let group = format!("-{}", child.id());
+    let signal = |name: &str| {
+        Command::new("kill")
+            .args([name, "--", &group])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    signal("-KILL");
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while signal("-0") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
