@@ -258,6 +258,12 @@ fn the_ntier_example_runs_end_to_end() {
         None,
     );
     assert_eq!(titles(&found.json()), ["write the report"]);
+    let done = http("GET", &format!("{base}/api/items?done=true"), None);
+    assert_eq!(
+        titles(&done.json()),
+        ["write the report"],
+        "a boolean field"
+    );
     let none = http(
         "GET",
         &format!("{base}/api/items?title=nothing%20like%20it"),

@@ -1,7 +1,8 @@
 //! The REST API: JSON documents kept in PostgreSQL as JSONB, one row per document.
 //!
 //! ```text
-//! GET    /api/items[?field=value...]  the documents (those containing every field=value)
+//! GET    /api/items[?field=value...]  the documents (those containing every field=value;
+//!                                     numbers and booleans match as such)
 //! POST   /api/items                   store a JSON object: 201 with it, its id and createdAt
 //! GET    /api/items/{id}              one document, 404 if there is none
 //! PUT    /api/items/{id}              replace it
@@ -153,10 +154,16 @@ async fn document(request: Request<Incoming>) -> Result<Value, Failure> {
     Ok(value)
 }
 
-/// `?a=1&b=x` as the JSON object documents must contain.
+/// `?a=1&b=x&c=true` as the JSON object documents must contain: values that read as JSON
+/// numbers or booleans are matched as such, anything else as a string.
 fn filter(query: Option<&str>) -> Value {
-    let pairs = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())));
+    let pairs = form_urlencoded::parse(query.unwrap_or("").as_bytes()).map(|(k, v)| {
+        let value = match serde_json::from_str::<Value>(&v) {
+            Ok(scalar @ (Value::Bool(_) | Value::Number(_))) => scalar,
+            _ => Value::String(v.into_owned()),
+        };
+        (k.into_owned(), value)
+    });
     Value::Object(pairs.collect())
 }
 
@@ -285,4 +292,18 @@ pub async fn run(listen: SocketAddr, config: DatabaseConfig) -> anyhow::Result<(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_become_the_fields_documents_must_contain() {
+        assert_eq!(filter(None), json!({}));
+        assert_eq!(
+            filter(Some("title=buy%20milk&done=false&count=3&tag=%22x%22")),
+            json!({"title": "buy milk", "done": false, "count": 3, "tag": "\"x\""})
+        );
+    }
 }

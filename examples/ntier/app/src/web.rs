@@ -29,14 +29,21 @@ pub struct WebConfig {
 impl WebConfig {
     pub fn from_env() -> anyhow::Result<WebConfig> {
         let url = std::env::var("API_URL").context("API_URL is not set")?;
+        let title = std::env::var("PAGE_TITLE").unwrap_or_else(|_| "maestro n-tier example".into());
+        WebConfig::new(&url, &title)
+    }
+
+    fn new(url: &str, title: &str) -> anyhow::Result<WebConfig> {
         let Some(api) = url.strip_prefix("http://") else {
             bail!("API_URL must be http://host:port, not {url:?}");
         };
-        let api = api.trim_end_matches('/').to_string();
-        let title = std::env::var("PAGE_TITLE").unwrap_or_else(|_| "maestro n-tier example".into());
+        let api = api.trim_end_matches('/');
+        if api.is_empty() || api.contains('/') {
+            bail!("API_URL must be http://host:port, not {url:?}");
+        }
         Ok(WebConfig {
-            api,
-            page: PAGE.replace("{{TITLE}}", &escape(&title)),
+            api: api.to_string(),
+            page: PAGE.replace("{{TITLE}}", &escape(title)),
         })
     }
 }
@@ -119,4 +126,29 @@ pub async fn run(listen: SocketAddr, config: WebConfig) -> anyhow::Result<()> {
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_url_and_the_title() {
+        let config = WebConfig::new("http://api:8080/", "Fish & <chips>").unwrap();
+        assert_eq!(config.api, "api:8080");
+        assert!(
+            config
+                .page
+                .contains("<title>Fish &amp; &lt;chips&gt;</title>")
+        );
+        assert!(!config.page.contains("{{TITLE}}"));
+        for bad in [
+            "https://api:8080",
+            "api:8080",
+            "http://",
+            "http://api:8080/v1",
+        ] {
+            assert!(WebConfig::new(bad, "t").is_err(), "{bad}");
+        }
+    }
 }
