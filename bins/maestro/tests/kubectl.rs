@@ -940,8 +940,8 @@ pub fn service_account_tokens(c: &Cluster) {
 
 /// Claims and volumes without a node: the default StorageClass is filled in and waits for a
 /// consumer; a claim that asks for no class binds to the smallest hand-made volume big enough,
-/// one that nothing fits waits until a volume that does appears, and a deleted claim releases
-/// its volume (Retain keeps it).
+/// one that nothing fits waits until a volume that does appears, a claim or volume in use is
+/// kept until it is not, and a deleted claim releases its volume (Retain keeps it).
 pub fn persistent_volumes(c: &Cluster) {
     let classes = c.ok(&["get", "storageclass"]);
     assert!(classes.contains("local-path (default)"), "{classes}");
@@ -1027,6 +1027,35 @@ pub fn persistent_volumes(c: &Cluster) {
         eventually(Duration::from_secs(10), || phase("pvc", "waiting")
             == "Bound"),
         "a new volume that fits is taken: {}",
+        c.ok(&["get", "pv,pvc"])
+    );
+
+    // In use: a pod names the claim, so deleting the claim waits for the pod, and deleting the
+    // bound volume waits for the claim (Kubernetes' storage object in-use protection).
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: user}\nspec:\n  containers: \
+             [{name: c, image: registry.local/app:1}]\n  volumes: \
+             [{name: data, persistentVolumeClaim: {claimName: waiting}}]\n",
+        ),
+    );
+    c.ok(&["delete", "pvc", "waiting", "--wait=false"]);
+    c.ok(&["delete", "pv", "huge", "--wait=false"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let waiting = c.json(&["get", "pvc", "waiting", "-o", "json"]);
+    assert!(!waiting["metadata"]["deletionTimestamp"].is_null());
+    assert_eq!(
+        waiting["metadata"]["finalizers"],
+        serde_json::json!(["kubernetes.io/pvc-protection"])
+    );
+    assert_eq!(phase("pv", "huge"), "Bound", "kept while its claim is");
+    c.ok(&["delete", "pod", "user", "--grace-period=0", "--force"]);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            !exists(c, &["get", "pvc", "waiting"]) && !exists(c, &["get", "pv", "huge"])
+        }),
+        "{}",
         c.ok(&["get", "pv,pvc"])
     );
 

@@ -1364,6 +1364,7 @@ impl Registry {
             self.admit_priority(res, &name, &mut obj)?;
             self.admit_default_ingress_class(res, &mut obj);
             self.admit_default_storage_class(res, &mut obj);
+            admit_storage_protection(res, &mut obj);
             if res.custom.is_none()
                 && res.info.kind == "Pod"
                 && res.info.group.is_empty()
@@ -2141,6 +2142,25 @@ fn prepare_for_update(res: &Resource, new: &mut Value, old: &Value, subresource:
     if res.custom.is_none() && res.info.kind == "CustomResourceDefinition" && subresource.is_none()
     {
         crd::establish(new, now());
+    }
+}
+
+/// StorageObjectInUseProtection admission: claims get `kubernetes.io/pvc-protection` and volumes
+/// `kubernetes.io/pv-protection`, which the volume controller lifts only once no pod uses the
+/// claim (or no claim is bound to the volume), so data in use is never deleted underneath it.
+fn admit_storage_protection(res: &Resource, object: &mut Value) {
+    if res.custom.is_some() || !res.info.group.is_empty() {
+        return;
+    }
+    let finalizer = match res.info.kind.as_str() {
+        "PersistentVolumeClaim" => "kubernetes.io/pvc-protection",
+        "PersistentVolume" => "kubernetes.io/pv-protection",
+        _ => return,
+    };
+    let mut finalizers = meta::finalizers(object);
+    if !finalizers.iter().any(|f| f == finalizer) {
+        finalizers.push(finalizer.to_string());
+        meta::metadata_mut(object).insert("finalizers".into(), json!(finalizers));
     }
 }
 

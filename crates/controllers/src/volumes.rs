@@ -12,7 +12,10 @@
 //! mounts it.
 //!
 //! Binding writes the volume's `claimRef` first, then the claim's `volumeName`, then both
-//! statuses, so a restart in between finishes the same binding. A volume whose claim is gone is
+//! statuses, so a restart in between finishes the same binding. Claims and volumes in use are
+//! protected as in Kubernetes: a claim being deleted keeps `kubernetes.io/pvc-protection` until
+//! no unfinished pod names it, a volume `kubernetes.io/pv-protection` until no claim is bound to
+//! it (the API server adds both finalizers). A volume whose claim is gone is
 //! `Released`; with reclaim policy `Delete`, a provisioned one is deleted, and its node's agent
 //! removes the directory before lifting [`CLEANUP_FINALIZER`]; `Retain` keeps both.
 
@@ -33,7 +36,7 @@ use maestro_store::{CacheEvent, CacheEventKind};
 use serde_json::{Value, json};
 
 use crate::events::{self, EventType, Involved};
-use crate::objects::{deleting, resource};
+use crate::objects::{deleting, is_finished_pod, resource};
 use crate::queue::{self, Reconciler};
 use crate::scheduler::types::{NodeInfo, NodeSelectorTerm};
 use crate::writes;
@@ -42,6 +45,10 @@ const COMPONENT: &str = "persistentvolume-controller";
 const BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
 const BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
 const STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
+/// Kept on a claim while a pod uses it, and on a volume while a claim is bound to it (added by
+/// the API server's StorageObjectInUseProtection admission).
+const CLAIM_PROTECTION: &str = "kubernetes.io/pvc-protection";
+const VOLUME_PROTECTION: &str = "kubernetes.io/pv-protection";
 
 fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
     value.pointer(pointer).and_then(Value::as_str).unwrap_or("")
@@ -224,9 +231,59 @@ struct Volumes {
     volumes: Arc<Resource>,
     classes: Arc<Resource>,
     nodes: Arc<Resource>,
+    pods: Arc<Resource>,
+}
+
+/// The claims a pod's volumes name.
+fn pod_claims(pod: &Value) -> Vec<&str> {
+    pod["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
+        .collect()
 }
 
 impl Volumes {
+    /// Whether a pod that has not finished (terminating ones included: their containers may
+    /// still write) uses the claim.
+    fn claim_in_use(&self, registry: &Registry, namespace: &str, claim: &str) -> bool {
+        let (pods, _) = registry
+            .cache()
+            .list(&self.pods.info.namespace_prefix(Some(namespace)));
+        let quoted = format!("\"{claim}\"");
+        pods.iter()
+            // Cheap look at the raw JSON before parsing the few pods that may match.
+            .filter(|p| p.json.windows(quoted.len()).any(|w| w == quoted.as_bytes()))
+            .map(|p| p.value())
+            .any(|pod| !is_finished_pod(&pod) && pod_claims(&pod).contains(&claim))
+    }
+
+    /// Lift the protection finalizer of a claim being deleted once no pod uses it.
+    async fn release_protected_claim(
+        &self,
+        registry: &Registry,
+        claim: &Value,
+    ) -> Result<(), String> {
+        let (namespace, name) = (
+            text(claim, "/metadata/namespace"),
+            text(claim, "/metadata/name"),
+        );
+        if !meta::finalizers(claim)
+            .iter()
+            .any(|f| f == CLAIM_PROTECTION)
+            || self.claim_in_use(registry, namespace, name)
+        {
+            return Ok(());
+        }
+        writes::remove_finalizer(
+            registry,
+            &self.claims.info.key(Some(namespace), name),
+            CLAIM_PROTECTION,
+        )
+        .await
+    }
+
     fn values(&self, registry: &Registry, res: &Resource) -> Vec<Value> {
         let (items, _) = registry.cache().list(&res.info.storage_prefix());
         items.iter().map(|i| i.value()).collect()
@@ -269,7 +326,7 @@ impl Volumes {
 
     async fn sync_claim(&self, registry: &Registry, claim: &Value) -> Result<(), String> {
         if deleting(claim) {
-            return Ok(());
+            return self.release_protected_claim(registry, claim).await;
         }
         let namespace = text(claim, "/metadata/namespace");
         let name = text(claim, "/metadata/name");
@@ -580,6 +637,22 @@ impl Volumes {
 
     async fn sync_volume(&self, registry: &Registry, pv: &Value) -> Result<(), String> {
         if deleting(pv) {
+            // Protected while a claim is bound to it; the node's agent lifts the cleanup
+            // finalizer of a provisioned one.
+            let reference = &pv["spec"]["claimRef"];
+            let bound = !reference.is_null()
+                && self
+                    .get(
+                        registry,
+                        &self.claims,
+                        reference["namespace"].as_str(),
+                        text(reference, "/name"),
+                    )
+                    .is_some_and(|claim| refers_to(pv, &claim));
+            if !bound && meta::finalizers(pv).iter().any(|f| f == VOLUME_PROTECTION) {
+                let key = self.volumes.info.key(None, text(pv, "/metadata/name"));
+                return writes::remove_finalizer(registry, &key, VOLUME_PROTECTION).await;
+            }
             return Ok(());
         }
         let name = text(pv, "/metadata/name");
@@ -716,6 +789,23 @@ impl Reconciler for Volumes {
             }
             return keys;
         }
+        if event.key.starts_with(&self.pods.info.storage_prefix()) {
+            // A pod that goes or finishes may free a claim being deleted.
+            if !event
+                .object
+                .json
+                .windows(b"persistentVolumeClaim".len())
+                .any(|w| w == b"persistentVolumeClaim")
+            {
+                return vec![];
+            }
+            let pod = event.object.value();
+            let namespace = event.object.namespace.as_deref();
+            return pod_claims(&pod)
+                .into_iter()
+                .map(|claim| self.claims.info.key(namespace, claim))
+                .collect();
+        }
         if event.key.starts_with(&self.classes.info.storage_prefix())
             && event.kind != CacheEventKind::Deleted
         {
@@ -777,6 +867,7 @@ pub async fn run(registry: Arc<Registry>) {
         volumes: resource("persistentvolumes", ""),
         classes: resource("storageclasses", "storage.k8s.io"),
         nodes: resource("nodes", ""),
+        pods: resource("pods", ""),
     };
     queue::run(registry, "/registry/", controller, Duration::from_secs(30)).await;
 }
