@@ -118,12 +118,9 @@ fn http(method: &str, url: &str, body: Option<&str>) -> Reply {
 }
 
 fn api_pods(cluster: &Cluster) -> BTreeSet<String> {
-    let pods = cluster.json(&["get", "pods", "-n", "ntier", "-l", "app=api", "-o", "json"]);
-    pods["items"]
-        .as_array()
-        .unwrap()
+    cluster
+        .live_pods("ntier", "app=api")
         .iter()
-        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
         .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
         .collect()
 }

@@ -875,12 +875,8 @@ spec:
 "#,
     );
     let pods = || -> Vec<String> {
-        let list = c.json(&["get", "pods", "-l", "app=web"]);
-        list["items"]
-            .as_array()
-            .unwrap()
+        c.live_pods("default", "app=web")
             .iter()
-            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
             .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
             .collect()
     };

@@ -341,19 +341,7 @@ impl HostCluster {
 
     /// The pods with this label that are not being deleted.
     pub fn live_pods(&self, selector: &str) -> Vec<Value> {
-        let out = self
-            .cluster
-            .run(&["get", "pods", "-l", selector, "-o", "json"]);
-        let Ok(list) = serde_json::from_slice::<Value>(&out.stdout) else {
-            return Vec::new();
-        };
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-            .cloned()
-            .collect()
+        self.cluster.live_pods("default", selector)
     }
 
     /// `kubectl rollout status`, failing with the cluster's state if it does not complete.

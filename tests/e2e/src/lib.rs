@@ -333,6 +333,22 @@ impl Cluster {
         self.launch().expect("restarting maestro");
     }
 
+    /// The pods of `namespace` matching `selector` that are not being deleted (none when the
+    /// list fails).
+    pub fn live_pods(&self, namespace: &str, selector: &str) -> Vec<serde_json::Value> {
+        let out = self.run(&["get", "pods", "-n", namespace, "-l", selector, "-o", "json"]);
+        let Ok(list) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+            return Vec::new();
+        };
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .cloned()
+            .collect()
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
