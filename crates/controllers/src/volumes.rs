@@ -635,20 +635,26 @@ impl Volumes {
         .await
     }
 
+    /// The claim the volume's `claimRef` names, if it still exists (and is the same claim).
+    fn claim_of(&self, registry: &Registry, pv: &Value) -> Option<Value> {
+        let reference = &pv["spec"]["claimRef"];
+        if reference.is_null() {
+            return None;
+        }
+        self.get(
+            registry,
+            &self.claims,
+            reference["namespace"].as_str(),
+            text(reference, "/name"),
+        )
+        .filter(|claim| refers_to(pv, claim))
+    }
+
     async fn sync_volume(&self, registry: &Registry, pv: &Value) -> Result<(), String> {
         if deleting(pv) {
             // Protected while a claim is bound to it; the node's agent lifts the cleanup
             // finalizer of a provisioned one.
-            let reference = &pv["spec"]["claimRef"];
-            let bound = !reference.is_null()
-                && self
-                    .get(
-                        registry,
-                        &self.claims,
-                        reference["namespace"].as_str(),
-                        text(reference, "/name"),
-                    )
-                    .is_some_and(|claim| refers_to(pv, &claim));
+            let bound = self.claim_of(registry, pv).is_some();
             if !bound && meta::finalizers(pv).iter().any(|f| f == VOLUME_PROTECTION) {
                 let key = self.volumes.info.key(None, text(pv, "/metadata/name"));
                 return writes::remove_finalizer(registry, &key, VOLUME_PROTECTION).await;
@@ -679,14 +685,8 @@ impl Volumes {
         if reference.is_null() {
             return self.set_volume_phase(registry, pv, "Available", None).await;
         }
-        let claim = self.get(
-            registry,
-            &self.claims,
-            reference["namespace"].as_str(),
-            text(reference, "/name"),
-        );
-        match claim {
-            Some(claim) if refers_to(pv, &claim) => {
+        match self.claim_of(registry, pv) {
+            Some(claim) => {
                 let bound_to = text(&claim, "/spec/volumeName");
                 if bound_to == name {
                     self.set_volume_phase(registry, pv, "Bound", None).await
